@@ -1,0 +1,56 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::logging::LogFormat;
+
+/// An HTTP server that reloads its configuration, shuts down gracefully and
+/// restarts without losing a request.
+#[derive(Debug, Parser)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve (the default when no command is given).
+    Serve(ServeArgs),
+    /// Check a configuration without serving: exit 0 when valid, 78 otherwise.
+    Check(ConfigArg),
+    /// Ask a running server to reload its configuration (SIGHUP).
+    Reload(PidFileArg),
+    /// Ask a running server to shut down gracefully (SIGTERM).
+    Stop(PidFileArg),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArg {
+    /// Configuration file (TOML). Without it, the embedded default is used.
+    #[arg(long, short, env = "GRACE_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Write the server's pid here once it listens; removed at exit.
+    #[arg(long, value_name = "PATH")]
+    pub pid_file: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PidFileArg {
+    /// The pid file the server was started with.
+    #[arg(long, value_name = "PATH")]
+    pub pid_file: PathBuf,
+}

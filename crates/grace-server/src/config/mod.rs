@@ -1,0 +1,424 @@
+//! The server's configuration: read, parsed as written (`raw`), then checked
+//! and settled into a [`Config`] that the request path uses as is.
+
+mod error;
+mod raw;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::{HeaderMap, StatusCode};
+use toml::Spanned;
+
+pub use error::{ConfigError, Origin};
+use raw::{RawConfig, RawRoute, RawServer};
+
+/// The embedded default: the seed article's server.
+const DEFAULT: &str = include_str!("default.toml");
+
+/// Config files larger than this are refused before parsing.
+pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
+
+/// Paths grace answers itself; routes may not take them.
+pub const RESERVED_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: Server,
+    /// Exact path → response. `/` comes from `message` when it is set.
+    pub routes: HashMap<String, Route>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub listen: Vec<SocketAddr>,
+    pub shutdown_timeout: Duration,
+    pub shutdown_delay: Duration,
+    pub idle_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub delay: Duration,
+}
+
+/// Where to read the configuration from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    Embedded,
+}
+
+impl Source {
+    pub fn origin(&self) -> Origin {
+        match self {
+            Source::File(path) => Origin::File(path.clone()),
+            Source::Embedded => Origin::Embedded,
+        }
+    }
+
+    /// Reads and checks the configuration.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let text = match self {
+            Source::Embedded => DEFAULT.to_owned(),
+            Source::File(path) => read_file(path, &self.origin())?,
+        };
+        parse(&text, self.origin())
+    }
+}
+
+fn read_file(path: &PathBuf, origin: &Origin) -> Result<String, ConfigError> {
+    let file = std::fs::File::open(path).map_err(|e| ConfigError::read(origin.clone(), e))?;
+    let mut bytes = Vec::new();
+    // One byte over the limit is enough to know it is too large, without
+    // reading a huge file into memory.
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ConfigError::read(origin.clone(), e))?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        let len = std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
+        return Err(ConfigError::too_large(origin.clone(), len, MAX_FILE_SIZE));
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| ConfigError::not_utf8(origin.clone(), e.utf8_error().valid_up_to()))
+}
+
+/// Parses and checks `text`.
+pub fn parse(text: &str, origin: Origin) -> Result<Config, ConfigError> {
+    let text: Arc<str> = Arc::from(text);
+    let raw: RawConfig = toml::from_str(&text).map_err(|e| {
+        ConfigError::invalid(
+            origin.clone(),
+            text.clone(),
+            e.span(),
+            e.message().trim_end(),
+        )
+    })?;
+    Checker { origin, text }.config(raw)
+}
+
+struct Checker {
+    origin: Origin,
+    text: Arc<str>,
+}
+
+impl Checker {
+    fn fail(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        ConfigError::invalid(self.origin.clone(), self.text.clone(), Some(span), message)
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let server = self.server(raw.server)?;
+        let mut routes = HashMap::new();
+        if let Some(message) = raw.message {
+            routes.insert(
+                "/".to_owned(),
+                Route {
+                    status: StatusCode::OK,
+                    headers: text_plain(),
+                    body: Bytes::from(message.into_inner()),
+                    delay: Duration::ZERO,
+                },
+            );
+        }
+        for raw_route in raw.routes {
+            let span = raw_route.path.span();
+            let (path, route) = self.route(raw_route)?;
+            if routes.contains_key(&path) {
+                let why = if path == "/" {
+                    "`message` already answers \"/\""
+                } else {
+                    "another route has the same path"
+                };
+                return Err(self.fail(span, format!("duplicate route \"{path}\": {why}")));
+            }
+            routes.insert(path, route);
+        }
+        Ok(Config { server, routes })
+    }
+
+    fn server(&self, raw: RawServer) -> Result<Server, ConfigError> {
+        let listen = match raw.listen {
+            None => vec![SocketAddr::from(([0, 0, 0, 0], 8080))],
+            Some(listen) => self.listen(listen)?,
+        };
+        Ok(Server {
+            listen,
+            shutdown_timeout: self.duration(
+                raw.shutdown_timeout,
+                Duration::from_secs(30),
+                Duration::from_millis(1)..=Duration::from_secs(3600),
+                "shutdown_timeout",
+            )?,
+            shutdown_delay: self.duration(
+                raw.shutdown_delay,
+                Duration::ZERO,
+                Duration::ZERO..=Duration::from_secs(3600),
+                "shutdown_delay",
+            )?,
+            idle_grace: self.duration(
+                raw.idle_grace,
+                Duration::from_millis(500),
+                Duration::ZERO..=Duration::from_secs(60),
+                "idle_grace",
+            )?,
+        })
+    }
+
+    fn listen(&self, listen: Spanned<raw::Listen>) -> Result<Vec<SocketAddr>, ConfigError> {
+        let whole = listen.span();
+        let entries = listen.into_inner().0;
+        if entries.is_empty() {
+            return Err(self.fail(whole, "`listen` is empty: give at least one address"));
+        }
+        let mut addrs: Vec<SocketAddr> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let span = if entry.span().is_empty() {
+                whole.clone()
+            } else {
+                entry.span()
+            };
+            let text = entry.get_ref();
+            let addr: SocketAddr = text.parse().map_err(|_| {
+                let hint = if text.parse::<std::net::IpAddr>().is_ok() {
+                    " (it has no port)"
+                } else {
+                    ""
+                };
+                self.fail(
+                    span.clone(),
+                    format!(
+                        "invalid listen address \"{text}\"{hint}: expected IP:PORT, \
+                         such as \"0.0.0.0:8080\" or \"[::1]:8080\""
+                    ),
+                )
+            })?;
+            if addrs.contains(&addr) {
+                return Err(self.fail(span, format!("listen address {addr} is given twice")));
+            }
+            addrs.push(addr);
+        }
+        Ok(addrs)
+    }
+
+    fn duration(
+        &self,
+        value: Option<Spanned<String>>,
+        default: Duration,
+        range: std::ops::RangeInclusive<Duration>,
+        key: &str,
+    ) -> Result<Duration, ConfigError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let d = humantime::parse_duration(value.get_ref()).map_err(|e| {
+            self.fail(
+                value.span(),
+                format!(
+                    "invalid duration \"{}\" for `{key}`: {e}; write it like \"250ms\", \"30s\" or \"1m\"",
+                    value.get_ref()
+                ),
+            )
+        })?;
+        if !range.contains(&d) {
+            return Err(self.fail(
+                value.span(),
+                format!(
+                    "`{key}` = \"{}\" is out of range: it must be between {} and {}",
+                    value.get_ref(),
+                    humantime::format_duration(*range.start()),
+                    humantime::format_duration(*range.end()),
+                ),
+            ));
+        }
+        Ok(d)
+    }
+
+    fn route(&self, raw: RawRoute) -> Result<(String, Route), ConfigError> {
+        let path_span = raw.path.span();
+        let path = raw.path.into_inner();
+        if !path.starts_with('/') {
+            return Err(self.fail(
+                path_span,
+                format!("route path \"{path}\" must start with \"/\""),
+            ));
+        }
+        if path.parse::<http::uri::PathAndQuery>().is_err() || path.contains('?') {
+            return Err(self.fail(
+                path_span,
+                format!("route path \"{path}\" is not a valid URL path"),
+            ));
+        }
+        if RESERVED_PATHS.contains(&path.as_str()) {
+            return Err(self.fail(
+                path_span,
+                format!("route path \"{path}\" is reserved for grace's own probe"),
+            ));
+        }
+        let status = match raw.status {
+            None => StatusCode::OK,
+            Some(status) => {
+                let code = *status.get_ref();
+                u16::try_from(code)
+                    .ok()
+                    .filter(|c| (200..=599).contains(c))
+                    .and_then(|c| StatusCode::from_u16(c).ok())
+                    .ok_or_else(|| {
+                        self.fail(
+                            status.span(),
+                            format!("invalid status {code}: expected a number from 200 to 599"),
+                        )
+                    })?
+            }
+        };
+        let mut headers = HeaderMap::new();
+        for (name, value) in raw.headers.unwrap_or_default() {
+            let header = HeaderName::from_bytes(name.get_ref().as_bytes()).map_err(|_| {
+                self.fail(
+                    name.span(),
+                    format!("invalid header name \"{}\"", name.get_ref()),
+                )
+            })?;
+            let header_value = HeaderValue::from_str(value.get_ref()).map_err(|_| {
+                self.fail(
+                    value.span(),
+                    format!(
+                        "invalid value for header \"{}\": control characters and non-ASCII \
+                         text are not allowed",
+                        name.get_ref()
+                    ),
+                )
+            })?;
+            headers.append(header, header_value);
+        }
+        if !headers.contains_key(CONTENT_TYPE) {
+            headers.extend(text_plain());
+        }
+        let delay = self.duration(
+            raw.delay,
+            Duration::ZERO,
+            Duration::ZERO..=Duration::from_secs(3600),
+            "delay",
+        )?;
+        Ok((
+            path,
+            Route {
+                status,
+                headers,
+                body: Bytes::from(raw.body.unwrap_or_default()),
+                delay,
+            },
+        ))
+    }
+}
+
+fn text_plain() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse(text, Origin::File("c.toml".into()))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn the_embedded_default_is_the_articles_server() {
+        let config = Source::Embedded.load().unwrap();
+        assert_eq!(config.routes["/"].body, "Before hot reload");
+        assert_eq!(config.server.listen, vec!["0.0.0.0:8080".parse().unwrap()]);
+        assert_eq!(config.server.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(config.server.shutdown_delay, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_full_config_is_settled() {
+        let config = parse(
+            r#"
+message = "hi"
+[server]
+listen = "127.0.0.1:0"
+shutdown_delay = "2s"
+[[routes]]
+path = "/slow"
+status = 201
+body = "done"
+delay = "250ms"
+headers = { "x-app" = "grace", "content-type" = "application/json" }
+"#,
+            Origin::Embedded,
+        )
+        .unwrap();
+        assert_eq!(config.server.listen, vec!["127.0.0.1:0".parse().unwrap()]);
+        let slow = &config.routes["/slow"];
+        assert_eq!(slow.status, 201);
+        assert_eq!(slow.delay, Duration::from_millis(250));
+        assert_eq!(slow.headers["x-app"], "grace");
+        assert_eq!(slow.headers["content-type"], "application/json");
+        assert_eq!(
+            config.routes["/"].headers["content-type"],
+            "text/plain; charset=utf-8"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_column() {
+        assert_eq!(
+            err("message = \"a\"\nbogus = 1\n"),
+            "c.toml:2:1: unknown field `bogus`, expected one of `message`, `server`, `routes`"
+        );
+        assert_eq!(
+            err("[server]\nlisten = [\"127.0.0.1\"]\n"),
+            "c.toml:2:11: invalid listen address \"127.0.0.1\" (it has no port): expected IP:PORT, \
+             such as \"0.0.0.0:8080\" or \"[::1]:8080\""
+        );
+        assert!(err("[[routes]]\npath = \"/a\"\nstatus = 99\n")
+            .starts_with("c.toml:3:10: invalid status 99"));
+        assert!(err("[[routes]]\npath = \"/a\"\nstatus = \"x\"\n")
+            .starts_with("c.toml:3:10: invalid type"));
+        assert!(err("[server]\nshutdown_timeout = \"soon\"\n")
+            .starts_with("c.toml:2:20: invalid duration \"soon\""));
+        assert!(err("[server]\nshutdown_timeout = \"0s\"\n").contains("out of range"));
+        assert!(err("[server]\nlisten = []\n").contains("`listen` is empty"));
+        assert!(
+            err("[server]\nlisten = [\"127.0.0.1:1\", \"127.0.0.1:1\"]\n").contains("given twice")
+        );
+        assert!(err("[[routes]]\npath = \"x\"\n").contains("must start with \"/\""));
+        assert!(err("[[routes]]\npath = \"/healthz\"\n").contains("reserved"));
+        assert!(
+            err("[[routes]]\npath = \"/a\"\nheaders = { \"bad name\" = \"v\" }\n")
+                .starts_with("c.toml:3:13: invalid header name")
+        );
+        assert!(
+            err("[[routes]]\npath = \"/a\"\nheaders = { \"x\" = \"a\\u0001\" }\n")
+                .contains("invalid value for header")
+        );
+        assert!(err("message = \"m\"\n[[routes]]\npath = \"/\"\n")
+            .starts_with("c.toml:3:8: duplicate route \"/\""));
+        assert!(
+            err("[[routes]]\npath = \"/a\"\n[[routes]]\npath = \"/a\"\n")
+                .starts_with("c.toml:4:8: duplicate route")
+        );
+        assert!(err("message = \n").starts_with("c.toml:1:"));
+    }
+}

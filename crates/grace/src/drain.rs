@@ -1,0 +1,549 @@
+//! Graceful shutdown: readiness, delay, drain, deadline and force.
+//!
+//! A [`Shutdown`] is shared by everything that serves: accept loops and
+//! connections are spawned on its [`TaskTracker`], requests are counted while
+//! in flight, and two [`CancellationToken`]s mark the two moments that matter:
+//!
+//! * **drain** — listeners close (new connections are refused), HTTP/1
+//!   responses carry `Connection: close`, HTTP/2 connections get GOAWAY, and
+//!   connections that stay idle for [`DrainSettings::idle_grace`] are closed;
+//! * **force** — whatever is left is dropped at once.
+//!
+//! Force is deliberately *not* a child of drain: cancelling drain must never
+//! cut a request, and force may fire before drain did (a second signal during
+//! the delay).
+//!
+//! The drain is over when the tracker is *closed and empty* (tokio-util's
+//! rule), so the outcome is driven by the last connection going away, never by
+//! a polling timer.
+
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Timings of a graceful shutdown, read when the shutdown begins so that a
+/// reloaded configuration applies to the next shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainSettings {
+    /// How long readiness reports "not ready" while serving goes on, so that
+    /// load balancers stop sending before listeners close.
+    pub delay: Duration,
+    /// How long in-flight work may take once the drain started, before the
+    /// rest is force-closed.
+    pub timeout: Duration,
+    /// How long a connection with no request in flight may stay open once the
+    /// drain started. A client may already have sent its next request on a
+    /// keep-alive connection; closing at once would lose it.
+    pub idle_grace: Duration,
+}
+
+impl Default for DrainSettings {
+    fn default() -> Self {
+        DrainSettings {
+            delay: Duration::ZERO,
+            timeout: Duration::from_secs(30),
+            idle_grace: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Where a [`Shutdown`] stands. Each change is logged once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Phase {
+    /// Serving and ready.
+    Running = 0,
+    /// Shutdown requested: readiness fails, serving goes on for the delay.
+    Stopping = 1,
+    /// Listeners closed; in-flight work is finishing.
+    Draining = 2,
+    /// The deadline passed or a second signal came: remaining work is cut.
+    Forcing = 3,
+    /// Nothing is left running.
+    Stopped = 4,
+}
+
+impl Phase {
+    fn from_u8(v: u8) -> Phase {
+        match v {
+            0 => Phase::Running,
+            1 => Phase::Stopping,
+            2 => Phase::Draining,
+            3 => Phase::Forcing,
+            _ => Phase::Stopped,
+        }
+    }
+
+    /// A short lowercase name, for logs and status output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Running => "running",
+            Phase::Stopping => "stopping",
+            Phase::Draining => "draining",
+            Phase::Forcing => "forcing",
+            Phase::Stopped => "stopped",
+        }
+    }
+}
+
+/// Why remaining work was cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForceReason {
+    /// [`DrainSettings::timeout`] elapsed with work still in flight.
+    Deadline,
+    /// The operator asked again (a second SIGINT/SIGTERM).
+    Requested,
+}
+
+impl std::fmt::Display for ForceReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ForceReason::Deadline => "shutdown deadline passed",
+            ForceReason::Requested => "shutdown forced on request",
+        })
+    }
+}
+
+/// How a shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every connection finished on its own.
+    Drained {
+        /// Time from the start of the shutdown (including the delay).
+        elapsed: Duration,
+    },
+    /// Work was still running and was cut.
+    Forced {
+        /// Why.
+        reason: ForceReason,
+        /// Connections open when the force began.
+        connections: usize,
+        /// Requests in flight when the force began: these clients saw an error.
+        requests: usize,
+        /// Time from the start of the shutdown (including the delay).
+        elapsed: Duration,
+    },
+}
+
+impl Outcome {
+    /// True when no request was cut.
+    pub fn is_clean(&self) -> bool {
+        matches!(self, Outcome::Drained { .. })
+    }
+}
+
+/// Coordinates a graceful shutdown. Cheap to clone; all clones are one
+/// coordinator.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use grace::{DrainSettings, Outcome, Shutdown};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let shutdown = Shutdown::new();
+/// // A long request, tracked like a connection would be.
+/// let request = shutdown.track_request();
+/// shutdown.tracker().spawn(async move {
+///     tokio::time::sleep(Duration::from_secs(2)).await;
+///     drop(request);
+/// });
+///
+/// shutdown.begin(DrainSettings { timeout: Duration::from_secs(5), ..Default::default() });
+/// assert!(!shutdown.is_ready());
+/// assert!(shutdown.wait().await.is_clean());
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Shutdown {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    // An atomic next to the watch channel: readiness and `Connection: close`
+    // decisions sit on the request path and must not take the channel's lock.
+    phase: AtomicU8,
+    phase_tx: watch::Sender<Phase>,
+    drain: CancellationToken,
+    force: CancellationToken,
+    tracker: TaskTracker,
+    connections: AtomicUsize,
+    requests: AtomicUsize,
+    started: OnceLock<Instant>,
+    settings: OnceLock<DrainSettings>,
+    force_reason: OnceLock<ForceReason>,
+    outcome: watch::Sender<Option<Outcome>>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shutdown")
+            .field("phase", &self.phase())
+            .field("connections", &self.connections())
+            .field("requests", &self.requests())
+            .finish()
+    }
+}
+
+impl Shutdown {
+    /// A coordinator in [`Phase::Running`].
+    pub fn new() -> Self {
+        Shutdown {
+            inner: Arc::new(Inner {
+                phase: AtomicU8::new(Phase::Running as u8),
+                phase_tx: watch::Sender::new(Phase::Running),
+                drain: CancellationToken::new(),
+                force: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+                connections: AtomicUsize::new(0),
+                requests: AtomicUsize::new(0),
+                started: OnceLock::new(),
+                settings: OnceLock::new(),
+                force_reason: OnceLock::new(),
+                outcome: watch::Sender::new(None),
+            }),
+        }
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        // Relaxed: the phase is advisory for readers (readiness, headers);
+        // the tokens carry the happens-before edges that matter.
+        Phase::from_u8(self.inner.phase.load(Ordering::Relaxed))
+    }
+
+    /// A receiver that sees every phase change.
+    pub fn watch_phase(&self) -> watch::Receiver<Phase> {
+        self.inner.phase_tx.subscribe()
+    }
+
+    /// True until a shutdown begins: what a readiness probe reports.
+    pub fn is_ready(&self) -> bool {
+        self.phase() == Phase::Running
+    }
+
+    /// True once the drain started: listeners are closed and connections
+    /// should finish what they are doing and go.
+    pub fn is_draining(&self) -> bool {
+        self.inner.drain.is_cancelled()
+    }
+
+    /// True once a shutdown was requested.
+    pub fn is_shutting_down(&self) -> bool {
+        self.phase() != Phase::Running
+    }
+
+    /// The tracker every accept loop and connection task is spawned on. The
+    /// shutdown is over when it is closed and empty.
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.inner.tracker
+    }
+
+    /// Resolves when the drain starts.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping it loses nothing.
+    pub async fn draining(&self) {
+        self.inner.drain.cancelled().await
+    }
+
+    /// Resolves when remaining work must be dropped.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping it loses nothing.
+    pub async fn forced(&self) {
+        self.inner.force.cancelled().await
+    }
+
+    /// The settings of the shutdown under way, if one began.
+    pub fn settings(&self) -> Option<DrainSettings> {
+        self.inner.settings.get().copied()
+    }
+
+    /// Resolves once a connection with no request in flight should close:
+    /// [`DrainSettings::idle_grace`] after the drain started.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn idle_deadline(&self) {
+        self.draining().await;
+        let grace = self.settings().unwrap_or_default().idle_grace;
+        tokio::time::sleep(grace).await
+    }
+
+    /// Connections currently open.
+    pub fn connections(&self) -> usize {
+        self.inner.connections.load(Ordering::Relaxed)
+    }
+
+    /// Requests currently in flight.
+    pub fn requests(&self) -> usize {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// Counts one open connection until the guard is dropped.
+    pub fn track_connection(&self) -> ConnectionGuard {
+        self.inner.connections.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Counts one in-flight request until the guard is dropped.
+    pub fn track_request(&self) -> RequestGuard {
+        self.inner.requests.fetch_add(1, Ordering::Relaxed);
+        RequestGuard {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Starts a graceful shutdown with `settings`: readiness fails at once,
+    /// the drain starts after `settings.delay`, and whatever still runs
+    /// `settings.timeout` later is forced.
+    ///
+    /// Returns `false`, and changes nothing, when a shutdown already began.
+    /// Must be called within a tokio runtime: the sequence runs on a task of
+    /// its own; [`Shutdown::wait`] reports how it ended.
+    pub fn begin(&self, settings: DrainSettings) -> bool {
+        if self.inner.started.set(Instant::now()).is_err() {
+            return false;
+        }
+        let _ = self.inner.settings.set(settings);
+        self.set_phase(Phase::Stopping);
+        tracing::info!(
+            delay_ms = settings.delay.as_millis() as u64,
+            timeout_ms = settings.timeout.as_millis() as u64,
+            connections = self.connections(),
+            requests = self.requests(),
+            "shutdown started: readiness now fails"
+        );
+        let this = self.clone();
+        tokio::spawn(async move { this.run(settings).await });
+        true
+    }
+
+    /// Cuts remaining work now. Starts the shutdown first if it had not
+    /// begun (with no delay and no deadline of its own).
+    pub fn force(&self, reason: ForceReason) {
+        let _ = self.inner.force_reason.set(reason);
+        if !self.begin(DrainSettings {
+            delay: Duration::ZERO,
+            ..DrainSettings::default()
+        }) {
+            tracing::debug!("force requested during an ongoing shutdown");
+        }
+        self.inner.force.cancel();
+    }
+
+    /// Resolves with the outcome once the shutdown is over: all connections
+    /// gone, or forced and dropped.
+    ///
+    /// # Cancel safety
+    /// Cancel safe; may be awaited from several places at once.
+    pub async fn wait(&self) -> Outcome {
+        let mut rx = self.inner.outcome.subscribe();
+        let outcome = rx
+            .wait_for(Option::is_some)
+            .await
+            .expect("invariant: the sender lives in Inner, which outlives this borrow");
+        outcome.expect("invariant: wait_for returned a Some")
+    }
+
+    fn set_phase(&self, phase: Phase) {
+        let prev = self.inner.phase.fetch_max(phase as u8, Ordering::Relaxed);
+        if prev < phase as u8 {
+            self.inner.phase_tx.send_replace(phase);
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.inner
+            .started
+            .get()
+            .map(Instant::elapsed)
+            .unwrap_or_default()
+    }
+
+    async fn run(self, settings: DrainSettings) {
+        let inner = &self.inner;
+        tokio::select! {
+            biased;
+            _ = inner.force.cancelled() => {}
+            _ = tokio::time::sleep(settings.delay) => {}
+        }
+        self.set_phase(Phase::Draining);
+        inner.drain.cancel();
+        // Accept loops are tasks on the tracker too, so closing it now cannot
+        // let it report "empty" while a loop is still handing out connections.
+        inner.tracker.close();
+        tracing::info!(
+            connections = self.connections(),
+            requests = self.requests(),
+            "drain started: listeners closed"
+        );
+
+        // Force first: once asked for, the outcome is "forced" even if the
+        // tasks it cut have already gone.
+        let forced = tokio::select! {
+            biased;
+            _ = inner.force.cancelled() => Some(*inner.force_reason.get().unwrap_or(&ForceReason::Requested)),
+            _ = inner.tracker.wait() => None,
+            _ = tokio::time::sleep(settings.timeout) => Some(ForceReason::Deadline),
+        };
+
+        let outcome = match forced {
+            None => {
+                let elapsed = self.elapsed();
+                tracing::info!(
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    "drain finished: all connections closed"
+                );
+                Outcome::Drained { elapsed }
+            }
+            Some(reason) => {
+                let connections = self.connections();
+                let requests = self.requests();
+                self.set_phase(Phase::Forcing);
+                tracing::warn!(
+                    %reason,
+                    connections,
+                    requests_cut = requests,
+                    "forcing shutdown: closing remaining connections"
+                );
+                inner.force.cancel();
+                inner.tracker.wait().await;
+                Outcome::Forced {
+                    reason,
+                    connections,
+                    requests,
+                    elapsed: self.elapsed(),
+                }
+            }
+        };
+        self.set_phase(Phase::Stopped);
+        inner.outcome.send_replace(Some(outcome));
+    }
+}
+
+/// Keeps a connection counted; see [`Shutdown::track_connection`].
+#[must_use = "the connection is counted only while the guard lives"]
+pub struct ConnectionGuard {
+    inner: Arc<Inner>,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.inner.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Keeps a request counted; see [`Shutdown::track_request`].
+#[must_use = "the request is counted only while the guard lives"]
+pub struct RequestGuard {
+    inner: Arc<Inner>,
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.inner.requests.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(delay: u64, timeout: u64) -> DrainSettings {
+        DrainSettings {
+            delay: Duration::from_secs(delay),
+            timeout: Duration::from_secs(timeout),
+            idle_grace: Duration::from_millis(500),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn empty_drain_finishes_after_the_delay() {
+        let shutdown = Shutdown::new();
+        assert!(shutdown.begin(settings(3, 30)));
+        assert!(!shutdown.begin(settings(0, 0)), "second begin is refused");
+        assert_eq!(shutdown.phase(), Phase::Stopping);
+        let Outcome::Drained { elapsed } = shutdown.wait().await else {
+            panic!("expected a clean drain");
+        };
+        assert_eq!(elapsed, Duration::from_secs(3));
+        assert_eq!(shutdown.phase(), Phase::Stopped);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn exits_when_the_last_task_ends_not_on_a_timer() {
+        let shutdown = Shutdown::new();
+        let s = shutdown.clone();
+        shutdown.tracker().spawn(async move {
+            s.draining().await;
+            tokio::time::sleep(Duration::from_millis(1234)).await;
+        });
+        shutdown.begin(settings(0, 30));
+        let outcome = shutdown.wait().await;
+        assert_eq!(
+            outcome,
+            Outcome::Drained {
+                elapsed: Duration::from_millis(1234)
+            }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadline_forces_and_counts_what_was_cut() {
+        let shutdown = Shutdown::new();
+        let s = shutdown.clone();
+        shutdown.tracker().spawn(async move {
+            let _conn = s.track_connection();
+            let _req = s.track_request();
+            s.forced().await;
+        });
+        tokio::task::yield_now().await;
+        shutdown.begin(settings(1, 5));
+        let outcome = shutdown.wait().await;
+        assert_eq!(
+            outcome,
+            Outcome::Forced {
+                reason: ForceReason::Deadline,
+                connections: 1,
+                requests: 1,
+                elapsed: Duration::from_secs(6),
+            }
+        );
+        assert_eq!(shutdown.connections(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn force_during_the_delay_skips_it() {
+        let shutdown = Shutdown::new();
+        let s = shutdown.clone();
+        shutdown.tracker().spawn(async move { s.forced().await });
+        shutdown.begin(settings(60, 60));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        shutdown.force(ForceReason::Requested);
+        let Outcome::Forced {
+            reason, elapsed, ..
+        } = shutdown.wait().await
+        else {
+            panic!("expected a forced outcome");
+        };
+        assert_eq!(reason, ForceReason::Requested);
+        assert_eq!(elapsed, Duration::from_secs(1));
+    }
+}

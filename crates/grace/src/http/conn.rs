@@ -1,0 +1,193 @@
+//! One connection, from accept to close, under the drain rules:
+//!
+//! * a connection whose first request has not arrived yet is not idle: it
+//!   waits up to the idle grace after the drain started for its bytes;
+//! * HTTP/1 responses carry `Connection: close` once the drain started, and a
+//!   connection left idle for the grace is closed between requests;
+//! * HTTP/2 connections get the two-step GOAWAY and finish their streams;
+//! * on force, everything is dropped at once.
+//!
+//! Closing is lingering: send FIN, then read and discard what the client
+//! still sends for a moment, so unread bytes do not turn the FIN into a RST
+//! that could destroy a response still in the client's receive buffer.
+
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::{Request, Response};
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::Service;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::detect::{detect, Protocol, Rewind};
+use super::tracked::Tracked;
+use super::ConnSettings;
+use crate::drain::Shutdown;
+use crate::error::BoxError;
+
+/// How long a closing connection reads and discards what the client still
+/// sends before it is dropped.
+const LINGER: Duration = Duration::from_secs(1);
+
+pub(crate) async fn serve<S, B>(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    service: Arc<S>,
+    shutdown: Shutdown,
+    settings: ConnSettings,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let _counted = shutdown.track_connection();
+    // Small responses go out at once instead of waiting for an ACK.
+    let _ = stream.set_nodelay(true);
+
+    let mut buf = BytesMut::with_capacity(1024);
+    let protocol = {
+        let mut idle = pin!(shutdown.idle_deadline());
+        tokio::select! {
+            biased;
+            _ = shutdown.forced() => return,
+            detected = detect(&mut stream, &mut buf) => match detected {
+                Ok(Some(protocol)) => protocol,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::debug!(%peer, "connection failed before a request: {e}");
+                    return;
+                }
+            },
+            _ = &mut idle => {
+                tracing::debug!(%peer, "closing connection that sent nothing during the drain");
+                linger_close(stream, &shutdown).await;
+                return;
+            }
+            _ = tokio::time::sleep(settings.header_read_timeout) => {
+                tracing::debug!(%peer, "closing connection that sent no request in time");
+                return;
+            }
+        }
+    };
+    let io = Rewind::new(buf.freeze(), stream);
+    match protocol {
+        Protocol::Http1 => serve_http1(io, peer, service, shutdown, settings).await,
+        Protocol::Http2 => serve_http2(io, peer, service, shutdown).await,
+    }
+}
+
+async fn serve_http1<S, B>(
+    io: Rewind<TcpStream>,
+    peer: SocketAddr,
+    service: Arc<S>,
+    shutdown: Shutdown,
+    settings: ConnSettings,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let mut conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .keep_alive(true)
+        .serve_connection(
+            TokioIo::new(io),
+            Tracked::new(service, shutdown.clone(), true),
+        );
+    let mut idle = pin!(shutdown.idle_deadline());
+    let mut closing = false;
+    let result = loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.forced() => return,
+            result = poll_fn(|cx| conn.poll_without_shutdown(cx)) => break result,
+            _ = &mut idle, if !closing => {
+                // hyper closes an idle connection now, and lets one with a
+                // request under way (or not yet started) finish it first.
+                closing = true;
+                std::pin::Pin::new(&mut conn).graceful_shutdown();
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, "http/1 connection ended with an error: {e}");
+    }
+    let io = conn.into_parts().io.into_inner().into_inner();
+    linger_close(io, &shutdown).await;
+}
+
+async fn serve_http2<S, B>(
+    io: Rewind<TcpStream>,
+    peer: SocketAddr,
+    service: Arc<S>,
+    shutdown: Shutdown,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let conn = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .serve_connection(
+            TokioIo::new(io),
+            Tracked::new(service, shutdown.clone(), false),
+        );
+    let mut conn = pin!(conn);
+    let mut going_away = false;
+    let result = loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.forced() => return,
+            result = conn.as_mut() => break result,
+            _ = shutdown.draining(), if !going_away => {
+                // GOAWAY(2^31-1) and a PING, then the real last stream id once
+                // the PING comes back (h2 does the two steps of RFC 9113 §6.8).
+                going_away = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, "http/2 connection ended with an error: {e}");
+    }
+}
+
+async fn linger_close<IO>(mut io: IO, shutdown: &Shutdown)
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let linger = async {
+        if io.shutdown().await.is_err() {
+            return;
+        }
+        let mut scratch = [0u8; 4096];
+        while let Ok(n) = io.read(&mut scratch).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        _ = linger => {}
+        _ = tokio::time::sleep(LINGER) => {}
+        _ = shutdown.forced() => {}
+    }
+}

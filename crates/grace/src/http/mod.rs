@@ -1,0 +1,164 @@
+//! Serving HTTP/1.1 and HTTP/2 (cleartext, prior knowledge) on the same
+//! listeners, under a [`Shutdown`].
+
+mod conn;
+mod detect;
+mod tracked;
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::service::Service;
+
+use crate::drain::{Outcome, Shutdown};
+use crate::error::BoxError;
+use crate::listener::Listener;
+
+pub use tracked::TrackedBody;
+
+/// Per-connection limits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnSettings {
+    pub(crate) header_read_timeout: Duration,
+}
+
+impl Default for ConnSettings {
+    fn default() -> Self {
+        ConnSettings {
+            header_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves `service` on `listeners` under `shutdown`.
+///
+/// Returns a builder; awaiting it (or calling [`Serve::start`]) starts one
+/// accept loop per listener on the shutdown's tracker.
+///
+/// # Return value
+/// Awaiting resolves with the [`Outcome`] once a shutdown began (by
+/// [`Shutdown::begin`], usually from a signal) and every connection is done,
+/// or was cut at the deadline.
+///
+/// # Example
+///
+/// ```no_run
+/// use std::convert::Infallible;
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use hyper::{Request, Response, body::Incoming, service::service_fn};
+/// use grace::{Listener, Shutdown};
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = Listener::bind("127.0.0.1:8080".parse()?)?;
+/// let shutdown = Shutdown::new();
+/// let hello = service_fn(|_req: Request<Incoming>| async {
+///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello"))))
+/// });
+/// let outcome = grace::serve(vec![listener], hello, &shutdown).await;
+/// println!("{outcome:?}");
+/// # Ok(()) }
+/// ```
+pub fn serve<S, B>(listeners: Vec<Listener>, service: S, shutdown: &Shutdown) -> Serve<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    Serve {
+        listeners,
+        service: Arc::new(service),
+        shutdown: shutdown.clone(),
+        settings: ConnSettings::default(),
+    }
+}
+
+/// A server ready to start; see [`serve`].
+#[must_use = "nothing is served until the builder is awaited or started"]
+pub struct Serve<S> {
+    listeners: Vec<Listener>,
+    service: Arc<S>,
+    shutdown: Shutdown,
+    settings: ConnSettings,
+}
+
+impl<S> std::fmt::Debug for Serve<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serve")
+            .field("listeners", &self.listeners)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Serve<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// How long a client may take to send a request's head (and, on a new
+    /// connection, its first byte). Default: 30 s.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.header_read_timeout = timeout;
+        self
+    }
+
+    /// Spawns the accept loops on the shutdown's tracker and returns.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn start(self) {
+        for listener in self.listeners {
+            tracing::info!(addr = %listener.local_addr(), "listening on {}", listener.local_addr());
+            let service = self.service.clone();
+            let shutdown = self.shutdown.clone();
+            let settings = self.settings;
+            self.shutdown.tracker().spawn(async move {
+                let tracker = shutdown.tracker().clone();
+                let per_conn = shutdown.clone();
+                listener
+                    .accept_until_drain(shutdown, move |stream, peer| {
+                        tracker.spawn(conn::serve(
+                            stream,
+                            peer,
+                            service.clone(),
+                            per_conn.clone(),
+                            settings,
+                        ));
+                    })
+                    .await;
+            });
+        }
+    }
+}
+
+impl<S, B> IntoFuture for Serve<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Output = Outcome;
+    type IntoFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let shutdown = self.shutdown.clone();
+        self.start();
+        Box::pin(async move { shutdown.wait().await })
+    }
+}

@@ -1,0 +1,200 @@
+//! Listening sockets and the accept loop.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+use crate::drain::Shutdown;
+use crate::error::BindError;
+
+/// How many completed connections the kernel queues for us. Large, because
+/// a restart or a reload storm must not overflow it into refused connects.
+const BACKLOG: u32 = 1024;
+
+/// A listening TCP socket with a stable name.
+///
+/// The name identifies the socket across a hand-off to another process;
+/// by default it is the address it was asked to listen on.
+#[derive(Debug)]
+pub struct Listener {
+    name: String,
+    addr: SocketAddr,
+    inner: TcpListener,
+}
+
+impl Listener {
+    /// Binds `addr` with `SO_REUSEADDR` (so a restart does not wait for
+    /// `TIME_WAIT` sockets) and a deep backlog. Port 0 picks a free port;
+    /// [`Listener::local_addr`] tells which.
+    ///
+    /// # Errors
+    /// A [`BindError`] naming the address and the OS's reason.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime with I/O enabled.
+    pub fn bind(addr: SocketAddr) -> Result<Listener, BindError> {
+        let fail = |source| BindError { addr, source };
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(fail)?;
+        socket.set_reuseaddr(true).map_err(fail)?;
+        socket.bind(addr).map_err(fail)?;
+        let inner = socket.listen(BACKLOG).map_err(fail)?;
+        let addr = inner.local_addr().map_err(fail)?;
+        Ok(Listener {
+            name: addr.to_string(),
+            addr,
+            inner,
+        })
+    }
+
+    /// The name given at creation.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The address the socket is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Accepts connections, handing each to `on_conn`, until the drain
+    /// starts. Then it takes the connections the kernel had already
+    /// completed, so closing the socket does not reset them, and closes it:
+    /// from then on connects are refused instead of left in a queue nobody
+    /// reads.
+    pub(crate) async fn accept_until_drain<F>(self, shutdown: Shutdown, mut on_conn: F)
+    where
+        F: FnMut(TcpStream, SocketAddr),
+    {
+        let mut backoff = Backoff::default();
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                _ = shutdown.draining() => break,
+                accepted = self.inner.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    backoff.reset();
+                    on_conn(stream, peer);
+                }
+                Err(e) if is_per_connection(&e) => {}
+                Err(e) => {
+                    let pause = backoff.next(&self.name, &e);
+                    tokio::select! {
+                        _ = shutdown.draining() => break,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
+        }
+        self.sweep_and_close(&mut on_conn);
+    }
+
+    fn sweep_and_close<F>(self, on_conn: &mut F)
+    where
+        F: FnMut(TcpStream, SocketAddr),
+    {
+        let name = self.name;
+        let std = match self.inner.into_std() {
+            Ok(std) => std,
+            Err(e) => {
+                tracing::warn!(listener = %name, "could not take queued connections: {e}");
+                return;
+            }
+        };
+        let mut taken = 0usize;
+        loop {
+            match std.accept() {
+                Ok((stream, peer)) => match stream
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpStream::from_std(stream))
+                {
+                    Ok(stream) => {
+                        taken += 1;
+                        on_conn(stream, peer);
+                    }
+                    Err(e) => tracing::debug!(listener = %name, "dropping queued connection: {e}"),
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if is_per_connection(&e) => {}
+                Err(e) => {
+                    tracing::warn!(listener = %name, "stopped taking queued connections: {e}");
+                    break;
+                }
+            }
+        }
+        drop(std);
+        tracing::debug!(listener = %name, queued = taken, "listener closed");
+    }
+}
+
+/// Errors that concern one connection that is already gone; the listener
+/// itself is fine and accepting again is right.
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::Interrupted
+    ) || matches!(e.raw_os_error(), Some(code) if code == libc_eproto() || code == libc_eperm())
+}
+
+// The accept(2) man page lists EPROTO and EPERM (firewall) as errors of the
+// pending connection; std has no ErrorKind for them.
+const fn libc_eproto() -> i32 {
+    71
+}
+const fn libc_eperm() -> i32 {
+    1
+}
+
+/// Back-off for resource errors (EMFILE, ENFILE, ENOBUFS, ENOMEM): retrying at
+/// once would spin a core while nothing can change. Logs at most once per
+/// second while errors repeat.
+#[derive(Default)]
+struct Backoff {
+    pause: Duration,
+    suppressed: u64,
+    last_log: Option<tokio::time::Instant>,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_secs(1);
+
+    fn reset(&mut self) {
+        if self.pause != Duration::ZERO {
+            tracing::info!(suppressed = self.suppressed, "accepting connections again");
+        }
+        *self = Backoff::default();
+    }
+
+    fn next(&mut self, listener: &str, error: &io::Error) -> Duration {
+        self.pause = (self.pause * 2).clamp(Self::FIRST, Self::MAX);
+        let now = tokio::time::Instant::now();
+        if self
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            tracing::error!(
+                listener,
+                pause_ms = self.pause.as_millis() as u64,
+                suppressed = self.suppressed,
+                "accept failed, backing off: {error}"
+            );
+            self.last_log = Some(now);
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+        self.pause
+    }
+}

@@ -1,0 +1,315 @@
+//! Reloading: load, validate, swap, and tell the caller how it went.
+//!
+//! Triggers never queue up. A burst of a thousand SIGHUPs costs at most two
+//! loads: the one running when the burst starts, and one more that sees the
+//! file as it is after the burst. Every caller still gets a verdict: the
+//! verdict of the first load that *started* after its request, so it always
+//! reflects the file as it was when the caller asked, or later.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{watch, Notify};
+
+use crate::config::Reloadable;
+use crate::error::{BoxError, ReloadError};
+
+/// The result of one reload: the generation now serving, or why the new
+/// configuration was refused (the previous one keeps serving).
+pub type Verdict = Result<u64, ReloadError>;
+
+/// A request for a reload, redeemable for its verdict with
+/// [`Reloader::verdict`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ticket(u64);
+
+/// The last reload that ran, for status reports.
+#[derive(Debug, Clone)]
+pub struct LastReload {
+    /// When it finished.
+    pub at: SystemTime,
+    /// How it went.
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone)]
+struct Done {
+    // Every ticket up to and including this one is answered by `last`.
+    upto: u64,
+    last: Option<LastReload>,
+}
+
+type LoadFn<T> = dyn Fn() -> Result<T, BoxError> + Send + Sync;
+
+/// Drives reloads of a [`Reloadable`]: runs the loader (read, parse,
+/// validate) off the async threads, swaps the result in when it is accepted,
+/// and reports a [`Verdict`]. Cheap to clone.
+///
+/// # Example
+///
+/// ```
+/// use grace::{Reloadable, Reloader};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let dir = std::env::temp_dir().join(format!("grace-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("port");
+/// std::fs::write(&path, "8080").unwrap();
+///
+/// let load = {
+///     let path = path.clone();
+///     move || -> Result<u16, Box<dyn std::error::Error + Send + Sync>> {
+///         Ok(std::fs::read_to_string(&path)?.trim().parse()?)
+///     }
+/// };
+/// let config = Reloadable::new(load().unwrap());
+/// let reloader = Reloader::new(config.clone(), load);
+///
+/// std::fs::write(&path, "not a port").unwrap();
+/// assert!(reloader.reload().await.is_err());   // rejected...
+/// assert_eq!(**config.load(), 8080);           // ...the old one keeps serving
+///
+/// std::fs::write(&path, "9090").unwrap();
+/// assert_eq!(reloader.reload().await.unwrap(), 2);
+/// assert_eq!(**config.load(), 9090);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # }
+/// ```
+pub struct Reloader<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T> Clone for Reloader<T> {
+    fn clone(&self) -> Self {
+        Reloader {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Reloader<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("generation", &self.inner.config.generation())
+            .field("loads", &self.inner.loads.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+struct Inner<T> {
+    config: Reloadable<T>,
+    load: Box<LoadFn<T>>,
+    // Tickets handed out so far. SeqCst pairs with the worker's read of it:
+    // a ticket taken before the worker reads is covered by that load.
+    requested: AtomicU64,
+    wake: Notify,
+    done: watch::Sender<Done>,
+    closed: AtomicBool,
+    loads: AtomicU64,
+}
+
+impl<T: Send + Sync + 'static> Reloader<T> {
+    /// A reloader for `config` that calls `load` to produce each new
+    /// configuration. `load` reads, parses and validates; an `Err` rejects
+    /// the reload and leaves the current configuration serving.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime: the reload worker is spawned on the current
+    /// one.
+    pub fn new<F, E>(config: Reloadable<T>, load: F) -> Self
+    where
+        F: Fn() -> Result<T, E> + Send + Sync + 'static,
+        E: Into<BoxError>,
+    {
+        let inner = Arc::new(Inner {
+            config,
+            load: Box::new(move || load().map_err(Into::into)),
+            requested: AtomicU64::new(0),
+            wake: Notify::new(),
+            done: watch::Sender::new(Done {
+                upto: 0,
+                last: None,
+            }),
+            closed: AtomicBool::new(false),
+            loads: AtomicU64::new(0),
+        });
+        tokio::spawn(worker(inner.clone()));
+        Reloader { inner }
+    }
+
+    /// The configuration this reloader swaps.
+    pub fn config(&self) -> &Reloadable<T> {
+        &self.inner.config
+    }
+
+    /// Asks for a reload and returns at once. Requests made while a load runs
+    /// are merged into the next one.
+    pub fn trigger(&self) -> Ticket {
+        let ticket = self.inner.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        self.inner.wake.notify_one();
+        Ticket(ticket)
+    }
+
+    /// Waits for the verdict of the first load that started after `ticket`
+    /// was taken.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the reload happens whether or not anyone waits for it.
+    pub async fn verdict(&self, ticket: Ticket) -> Verdict {
+        let mut rx = self.inner.done.subscribe();
+        let done = rx.wait_for(|d| d.upto >= ticket.0).await;
+        match done {
+            Ok(done) => match &done.last {
+                Some(last) => last.verdict.clone(),
+                None => Err(ReloadError::ShuttingDown),
+            },
+            Err(_) => Err(ReloadError::ShuttingDown),
+        }
+    }
+
+    /// Reloads and waits for the verdict: `trigger` then `verdict`.
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`Reloader::verdict`].
+    pub async fn reload(&self) -> Verdict {
+        let ticket = self.trigger();
+        self.verdict(ticket).await
+    }
+
+    /// Refuses further reloads (during shutdown). Pending and later requests
+    /// get [`ReloadError::ShuttingDown`]; a load already running finishes.
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_one();
+    }
+
+    /// The last reload that ran, if any.
+    pub fn last(&self) -> Option<LastReload> {
+        self.inner.done.borrow().last.clone()
+    }
+
+    /// How many loads ran: fewer than the triggers when they were merged.
+    pub fn loads(&self) -> u64 {
+        self.inner.loads.load(Ordering::Relaxed)
+    }
+}
+
+async fn worker<T: Send + Sync + 'static>(inner: Arc<Inner<T>>) {
+    loop {
+        inner.wake.notified().await;
+        let upto = inner.requested.load(Ordering::SeqCst);
+        if inner.closed.load(Ordering::SeqCst) {
+            inner.done.send_modify(|d| {
+                d.upto = u64::MAX;
+                d.last = Some(LastReload {
+                    at: SystemTime::now(),
+                    verdict: Err(ReloadError::ShuttingDown),
+                });
+            });
+            return;
+        }
+        if upto == inner.done.borrow().upto {
+            continue;
+        }
+        let verdict = load_once(&inner).await;
+        inner.done.send_replace(Done {
+            upto,
+            last: Some(LastReload {
+                at: SystemTime::now(),
+                verdict,
+            }),
+        });
+    }
+}
+
+async fn load_once<T: Send + Sync + 'static>(inner: &Arc<Inner<T>>) -> Verdict {
+    let start = Instant::now();
+    let previous = inner.config.generation();
+    inner.loads.fetch_add(1, Ordering::Relaxed);
+    // Loading reads files and may be slow: keep it off the async workers.
+    let loader = inner.clone();
+    let loaded = tokio::task::spawn_blocking(move || (loader.load)()).await;
+    let elapsed = start.elapsed();
+    match loaded {
+        Ok(Ok(config)) => {
+            let generation = inner.config.store(config).generation();
+            tracing::info!(
+                generation,
+                previous,
+                elapsed_ms = ms(elapsed),
+                "reload accepted"
+            );
+            Ok(generation)
+        }
+        Ok(Err(error)) => {
+            let error = ReloadError::Load(Arc::from(error));
+            tracing::warn!(
+                generation = previous,
+                elapsed_ms = ms(elapsed),
+                "reload rejected, generation {previous} keeps serving: {error}"
+            );
+            Err(error)
+        }
+        Err(join) => {
+            let error = ReloadError::Load(Arc::from(BoxError::from(format!(
+                "the configuration loader panicked: {join}"
+            ))));
+            tracing::error!(generation = previous, "reload rejected: {error}");
+            Err(error)
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_is_merged_and_ends_on_the_latest_value() {
+        let source = Arc::new(AtomicU32::new(0));
+        let s = source.clone();
+        let reloader = Reloader::new(Reloadable::new(0u32), move || {
+            std::thread::sleep(Duration::from_millis(5));
+            Ok::<_, BoxError>(s.load(Ordering::SeqCst))
+        });
+        let mut last = None;
+        for i in 1..=1000 {
+            source.store(i, Ordering::SeqCst);
+            last = Some(reloader.trigger());
+        }
+        reloader.verdict(last.unwrap()).await.unwrap();
+        assert_eq!(**reloader.config().load(), 1000);
+        assert!(
+            reloader.loads() < 10,
+            "1000 triggers ran {} loads",
+            reloader.loads()
+        );
+    }
+
+    #[tokio::test]
+    async fn rejection_keeps_the_old_config_and_generation() {
+        let reloader = Reloader::new(Reloadable::new("good"), || Err::<&str, _>("line 3: bad"));
+        let err = reloader.reload().await.unwrap_err();
+        assert!(err.to_string().contains("line 3: bad"), "{err}");
+        assert_eq!(reloader.config().generation(), 1);
+        assert!(reloader.last().unwrap().verdict.is_err());
+    }
+
+    #[tokio::test]
+    async fn closed_reloader_refuses() {
+        let reloader = Reloader::new(Reloadable::new(1), || Ok::<_, BoxError>(2));
+        reloader.close();
+        assert!(matches!(
+            reloader.reload().await,
+            Err(ReloadError::ShuttingDown)
+        ));
+        assert_eq!(reloader.config().generation(), 1);
+    }
+}
