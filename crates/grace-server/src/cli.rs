@@ -9,7 +9,7 @@ use crate::logging::LogFormat;
 /// An HTTP server that reloads its configuration, shuts down gracefully and
 /// restarts without losing a request.
 #[derive(Debug, Parser)]
-#[command(version, about, args_conflicts_with_subcommands = true)]
+#[command(name = "grace", version, about, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
