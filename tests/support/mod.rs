@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod http;
+pub mod load;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -101,9 +102,23 @@ impl Grace {
     }
 
     pub fn start_with(config: &str, extra_args: &[&str]) -> Grace {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_program(
+            Path::new(BIN),
+            tempfile::tempdir().unwrap(),
+            config,
+            extra_args,
+        )
+    }
+
+    /// Starts `program` (a copy of grace, say) with its files in `dir`.
+    pub fn start_program(
+        program: &Path,
+        dir: tempfile::TempDir,
+        config: &str,
+        extra_args: &[&str],
+    ) -> Grace {
         std::fs::write(dir.path().join("grace.toml"), config).unwrap();
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(program)
             .arg("--config")
             .arg(dir.path().join("grace.toml"))
             .arg("--pid-file")
@@ -185,10 +200,30 @@ impl Grace {
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
+
+    /// The pid the pid file names: after upgrades, a descendant of ours.
+    pub fn live_pid(&self) -> u32 {
+        grace::pidfile::read(&self.pid_file()).unwrap()
+    }
+
+    /// Signals the process the pid file names.
+    pub fn signal_live(&self, signal: Signal) {
+        let pid = Pid::from_raw(self.live_pid() as i32).unwrap();
+        kill_process(pid, signal).unwrap();
+    }
 }
 
 impl Drop for Grace {
     fn drop(&mut self) {
+        // After upgrades the live server is a descendant we started: stop it
+        // too, by the pid it wrote.
+        if let Ok(pid) = grace::pidfile::read(&self.pid_file()) {
+            if pid != self.child.id() {
+                if let Some(pid) = Pid::from_raw(pid as i32) {
+                    let _ = kill_process(pid, Signal::KILL);
+                }
+            }
+        }
         if self.child.try_wait().ok().flatten().is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();

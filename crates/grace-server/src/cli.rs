@@ -27,6 +27,19 @@ pub enum Command {
     Reload(PidFileArg),
     /// Ask a running server to shut down gracefully (SIGTERM).
     Stop(PidFileArg),
+    /// Hand the listening sockets to a new process of the binary (SIGUSR2),
+    /// and wait for the verdict: exit 0 once the new process serves and the
+    /// old one drains, 1 with the reason otherwise.
+    Upgrade(UpgradeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpgradeArgs {
+    #[command(flatten)]
+    pub pid_file: PidFileArg,
+    /// How long to wait for the verdict.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,7 +1,12 @@
-//! `grace reload` and `grace stop`: signals to the process named by a pid
-//! file. A signal carries no answer, so these report delivery, not outcome.
+//! `grace reload`, `grace stop` and `grace upgrade`: signals to the process
+//! named by a pid file. A signal carries no answer: `reload` and `stop`
+//! report delivery; `upgrade` waits for the verdict the server records next
+//! to its pid file.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+use grace::handoff::{read_status, status_path};
 
 use rustix::process::{kill_process, test_kill_process, Pid, Signal};
 
@@ -39,4 +44,37 @@ fn deliver(pid_file: &Path, signal: Signal) -> Result<i32, String> {
     })?;
     kill_process(pid, signal).map_err(|e| format!("cannot signal process {raw}: {e}"))?;
     Ok(pid.as_raw_nonzero().get())
+}
+
+pub fn upgrade(pid_file: &Path, timeout: Duration) -> u8 {
+    let status = status_path(pid_file);
+    let before = read_status(&status).map_or(0, |s| s.seq);
+    let old = match deliver(pid_file, Signal::USR2) {
+        Ok(pid) => pid,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return exit::FAILURE;
+        }
+    };
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(verdict) = read_status(&status).filter(|s| s.seq > before) {
+            return match verdict.result {
+                Ok(new) => {
+                    println!("upgraded: pid {new} serves; pid {old} is draining");
+                    exit::OK
+                }
+                Err(reason) => {
+                    eprintln!("error: upgrade failed: {reason}; pid {old} keeps serving");
+                    exit::FAILURE
+                }
+            };
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "error: no upgrade verdict from pid {old} within {}; see its log",
+        humantime::format_duration(timeout)
+    );
+    exit::FAILURE
 }

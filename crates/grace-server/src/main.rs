@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         Some(Command::Check(args)) => check(&source(args.config)),
         Some(Command::Reload(args)) => control::send(&args.pid_file, Signal::HUP, "SIGHUP"),
         Some(Command::Stop(args)) => control::send(&args.pid_file, Signal::TERM, "SIGTERM"),
+        Some(Command::Upgrade(args)) => control::upgrade(&args.pid_file.pid_file, args.timeout),
     };
     ExitCode::from(code)
 }

@@ -1,5 +1,9 @@
 //! `grace serve`: wires the configuration, the routes and the lifecycle.
 
+use std::sync::Arc;
+
+use grace::handoff::{Handoff, Inherited};
+use grace::pidfile::PidFile;
 use grace::signals::Signals;
 use grace::{DrainSettings, Lifecycle, Listener, Outcome, Reloadable, Reloader, Shutdown};
 
@@ -10,6 +14,16 @@ use crate::{exit, logging};
 
 pub fn run(args: ServeArgs) -> u8 {
     logging::init(args.log_format);
+    // First, while this is the only thread: the environment is read and
+    // cleared, and inherited descriptors are owned before anything can leak
+    // them into a child.
+    let inherited = match Inherited::take() {
+        Ok(inherited) => inherited,
+        Err(e) => {
+            eprintln!("error: cannot take the inherited sockets: {e}");
+            return exit::OSERR;
+        }
+    };
     let source = crate::source(args.config.config.clone());
     let config = match source.load() {
         Ok(config) => config,
@@ -29,11 +43,11 @@ pub fn run(args: ServeArgs) -> u8 {
             return exit::OSERR;
         }
     };
-    runtime.block_on(serve(args, source, config))
+    runtime.block_on(serve(args, source, config, inherited))
 }
 
-async fn serve(args: ServeArgs, source: Source, config: Config) -> u8 {
-    // Before binding: from the first accepted connection on, a signal must
+async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: Inherited) -> u8 {
+    // Before listening: from the first accepted connection on, a signal must
     // mean a graceful shutdown, never the default "terminate now".
     let signals = match Signals::install() {
         Ok(signals) => signals,
@@ -42,36 +56,53 @@ async fn serve(args: ServeArgs, source: Source, config: Config) -> u8 {
             return exit::OSERR;
         }
     };
+    let handoff = match Handoff::from_current_process() {
+        Ok(handoff) => handoff.ready_timeout(config.server.upgrade_timeout),
+        Err(e) => {
+            eprintln!("error: cannot find this program's path for upgrades: {e}");
+            return exit::OSERR;
+        }
+    };
+    let handoff = Arc::new(match &args.pid_file {
+        Some(path) => handoff.pid_file(path),
+        None => handoff,
+    });
 
-    let mut listeners = Vec::with_capacity(config.server.listen.len());
-    for addr in &config.server.listen {
-        match Listener::bind(*addr) {
-            Ok(listener) => listeners.push(listener),
-            Err(e) => {
-                eprintln!("error: {e}");
-                tracing::error!(%addr, "refusing to start: {e}");
-                return exit::UNAVAILABLE;
-            }
+    let listeners = match listen(&config, &mut inherited) {
+        Ok(listeners) => listeners,
+        Err(message) => {
+            eprintln!("error: {message}");
+            tracing::error!("refusing to start: {message}");
+            return exit::UNAVAILABLE;
+        }
+    };
+    for listener in &listeners {
+        if let Err(e) = handoff.register(listener) {
+            tracing::warn!(
+                listener = listener.name(),
+                "upgrades will not pass this socket: {e}"
+            );
         }
     }
 
-    let pid_file = match args
-        .pid_file
-        .as_deref()
-        .map(grace::pidfile::PidFile::create)
-    {
+    // A parent that started us writes our pid into the file once we are ready.
+    let ready_pipe = inherited.take_ready_pipe();
+    let pid_file = match &args.pid_file {
         None => None,
-        Some(Ok(file)) => Some(file),
-        Some(Err(e)) => {
-            let path = args.pid_file.as_deref().unwrap_or_else(|| "".as_ref());
-            eprintln!("error: cannot write pid file {}: {e}", path.display());
-            return exit::CANTCREAT;
-        }
+        Some(path) if ready_pipe.is_some() => Some(PidFile::adopt(path)),
+        Some(path) => match PidFile::create(path) {
+            Ok(file) => Some(file),
+            Err(e) => {
+                eprintln!("error: cannot write pid file {}: {e}", path.display());
+                return exit::CANTCREAT;
+            }
+        },
     };
 
     let shutdown = Shutdown::new();
     let config = Reloadable::new(config);
     let reloader = Reloader::new(config.clone(), loader(source.clone(), config.clone()));
+    follow_upgrade_timeout(&config, handoff.clone());
     grace::serve(
         listeners,
         App::new(config.clone(), shutdown.clone()),
@@ -84,12 +115,18 @@ async fn serve(args: ServeArgs, source: Source, config: Config) -> u8 {
         config = %source.origin(),
         "ready"
     );
+    if let Some(pipe) = ready_pipe {
+        if let Err(e) = pipe.notify() {
+            tracing::warn!("the process that started us is gone, serving on: {e}");
+        }
+    }
 
     let lifecycle = Lifecycle::new(reloader, shutdown, |config: &Config| DrainSettings {
         delay: config.server.shutdown_delay,
         timeout: config.server.shutdown_timeout,
         idle_grace: config.server.idle_grace,
-    });
+    })
+    .with_handoff(handoff);
     let outcome = lifecycle.run(signals).await;
     drop(pid_file);
     let code = match outcome {
@@ -98,6 +135,37 @@ async fn serve(args: ServeArgs, source: Source, config: Config) -> u8 {
     };
     tracing::info!(code, "exiting");
     code
+}
+
+/// One listener per configured address: the inherited socket of that name
+/// (or address) when there is one, a newly bound one otherwise.
+fn listen(config: &Config, inherited: &mut Inherited) -> Result<Vec<Listener>, String> {
+    let mut listeners = Vec::with_capacity(config.server.listen.len());
+    for addr in &config.server.listen {
+        let name = addr.to_string();
+        let listener = match inherited.listener(&name, *addr) {
+            Some(Ok(listener)) => {
+                tracing::info!(name, addr = %listener.local_addr(), "using inherited socket");
+                listener
+            }
+            Some(Err(e)) => return Err(format!("cannot use the inherited socket for {name}: {e}")),
+            None => Listener::bind(*addr).map_err(|e| e.to_string())?,
+        };
+        listeners.push(listener);
+    }
+    inherited.close_unclaimed();
+    Ok(listeners)
+}
+
+/// Keeps the upgrade timeout in step with reloads.
+fn follow_upgrade_timeout(config: &Reloadable<Config>, handoff: Arc<Handoff>) {
+    let mut changes = config.subscribe();
+    let config = config.clone();
+    tokio::spawn(async move {
+        while changes.changed().await.is_ok() {
+            handoff.set_ready_timeout(config.load().server.upgrade_timeout);
+        }
+    });
 }
 
 /// Loads the configuration again for a reload. Changes that only a restart
@@ -113,7 +181,7 @@ fn loader(
             tracing::warn!(
                 old = ?old.server.listen,
                 new = ?new.server.listen,
-                "listen addresses changed: not applied until a restart"
+                "listen addresses changed: not applied until a restart or an upgrade"
             );
         }
         Ok(new)

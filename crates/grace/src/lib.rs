@@ -3,11 +3,13 @@
 //! Hot reload, graceful drain and zero-downtime restarts for Rust network
 //! services.
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+// `unsafe` is allowed in one module only: handoff::sys.
+#![deny(unsafe_code)]
 
 pub mod config;
 pub mod drain;
 mod error;
+pub mod handoff;
 pub mod http;
 pub mod lifecycle;
 pub mod listener;

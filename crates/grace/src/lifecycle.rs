@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use crate::drain::{DrainSettings, ForceReason, Outcome, Shutdown};
+use crate::handoff::Handoff;
 use crate::reload::Reloader;
 use crate::signals::{Event, Signal, Signals};
 
@@ -13,7 +16,9 @@ type SettingsFn<T> = dyn Fn(&T) -> DrainSettings + Send + Sync;
 /// * reload: triggers a reload, or is ignored (and logged) during shutdown;
 /// * shutdown: begins a graceful shutdown with the drain settings of the
 ///   configuration current at that moment; a second one forces;
-/// * upgrade: not available yet; logged and ignored.
+/// * upgrade: hands the listeners to a new process (see [`Handoff`]); once
+///   it is ready, this one drains (no delay: the new one already serves).
+///   Without a `Handoff`, logged and ignored.
 ///
 /// # Example
 ///
@@ -39,6 +44,7 @@ pub struct Lifecycle<T> {
     reloader: Reloader<T>,
     shutdown: Shutdown,
     drain_settings: Arc<SettingsFn<T>>,
+    handoff: Option<Arc<Handoff>>,
 }
 
 impl<T> std::fmt::Debug for Lifecycle<T> {
@@ -61,7 +67,14 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
             reloader,
             shutdown,
             drain_settings: Arc::new(drain_settings),
+            handoff: None,
         }
+    }
+
+    /// Enables upgrades through `handoff`.
+    pub fn with_handoff(mut self, handoff: Arc<Handoff>) -> Self {
+        self.handoff = Some(handoff);
+        self
     }
 
     /// Handles `event`, as a signal would. `cause` names it in the log.
@@ -82,13 +95,38 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
                 tracing::warn!(cause, "second shutdown request: forcing");
                 self.shutdown.force(ForceReason::Requested);
             }
-            Event::Upgrade => {
-                tracing::warn!(
+            Event::Upgrade => match &self.handoff {
+                None => tracing::warn!(
                     cause,
-                    "upgrade requested, but this build cannot upgrade in place; ignored"
-                );
-            }
+                    "upgrade requested, but upgrades are not enabled; ignored"
+                ),
+                Some(handoff) => self.upgrade(handoff.clone()),
+            },
         }
+    }
+
+    fn upgrade(&self, handoff: Arc<Handoff>) {
+        let shutdown = self.shutdown.clone();
+        let reloader = self.reloader.clone();
+        let drain_settings = self.drain_settings.clone();
+        tokio::spawn(async move {
+            match handoff.upgrade(&shutdown).await {
+                Ok(up) => {
+                    tracing::info!(
+                        new_pid = up.pid,
+                        elapsed_ms = up.elapsed.as_secs_f64() * 1000.0,
+                        "upgrade: the new process is ready; draining this one"
+                    );
+                    reloader.close();
+                    let settings = DrainSettings {
+                        delay: Duration::ZERO,
+                        ..drain_settings(&reloader.config().load())
+                    };
+                    shutdown.begin(settings);
+                }
+                Err(e) => tracing::warn!("upgrade not done, this process keeps serving: {e}"),
+            }
+        });
     }
 
     /// Handles signals until the shutdown is over, and returns how it ended.
@@ -97,6 +135,13 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
     /// Not cancel safe in a useful sense: dropping it stops signal handling,
     /// though a shutdown already begun goes on.
     pub async fn run(self, mut signals: Signals) -> Outcome {
+        if let Some(handoff) = self.handoff.clone() {
+            let shutdown = self.shutdown.clone();
+            tokio::spawn(async move {
+                shutdown.draining().await;
+                handoff.release();
+            });
+        }
         loop {
             tokio::select! {
                 outcome = self.shutdown.wait() => return outcome,

@@ -35,6 +35,7 @@ impl Listener {
     /// # Panics
     /// Outside a tokio runtime with I/O enabled.
     pub fn bind(addr: SocketAddr) -> Result<Listener, BindError> {
+        let requested = addr;
         let fail = |source| BindError { addr, source };
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()
@@ -47,10 +48,34 @@ impl Listener {
         let inner = socket.listen(BACKLOG).map_err(fail)?;
         let addr = inner.local_addr().map_err(fail)?;
         Ok(Listener {
-            name: addr.to_string(),
+            name: requested.to_string(),
             addr,
             inner,
         })
+    }
+
+    /// Serves an already listening socket (inherited, or made by the caller)
+    /// under `name`.
+    ///
+    /// # Errors
+    /// When the descriptor cannot be made non-blocking or registered.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime with I/O enabled.
+    pub fn from_fd(name: String, fd: std::os::fd::OwnedFd) -> io::Result<Listener> {
+        let std = std::net::TcpListener::from(fd);
+        std.set_nonblocking(true)?;
+        let inner = TcpListener::from_std(std)?;
+        let addr = inner.local_addr()?;
+        Ok(Listener { name, addr, inner })
+    }
+
+    /// Renames the listener. The name is how a new process finds this socket
+    /// after an upgrade: use the address as configured (`127.0.0.1:0` stays
+    /// `127.0.0.1:0` whatever port it got).
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
     }
 
     /// The name given at creation.
@@ -196,5 +221,11 @@ impl Backoff {
             self.suppressed += 1;
         }
         self.pause
+    }
+}
+
+impl std::os::fd::AsFd for Listener {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.inner.as_fd()
     }
 }

@@ -27,6 +27,16 @@ impl PidFile {
         Ok(PidFile { path, pid })
     }
 
+    /// Takes over a pid file that another process writes for us (the parent
+    /// of an upgrade writes our pid once we are ready). Removed on drop if it
+    /// names us then.
+    pub fn adopt(path: impl Into<PathBuf>) -> PidFile {
+        PidFile {
+            path: path.into(),
+            pid: std::process::id(),
+        }
+    }
+
     /// Where it is.
     pub fn path(&self) -> &Path {
         &self.path
@@ -47,6 +57,15 @@ impl Drop for PidFile {
 /// # Errors
 /// When the temporary file cannot be written or renamed.
 pub fn write_atomically(path: &Path, pid: u32) -> io::Result<()> {
+    write_text_atomically(path, &format!("{pid}\n"))
+}
+
+/// Replaces the content of `path` with `text` through a temporary file in the
+/// same directory and a rename.
+///
+/// # Errors
+/// When the temporary file cannot be written or renamed.
+pub fn write_text_atomically(path: &Path, text: &str) -> io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     let file_name = path.file_name().ok_or_else(|| {
         io::Error::new(
@@ -56,11 +75,11 @@ pub fn write_atomically(path: &Path, pid: u32) -> io::Result<()> {
     })?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(file_name);
-    tmp_name.push(format!(".{pid}.tmp"));
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
     let tmp = dir.map_or_else(|| PathBuf::from(&tmp_name), |d| d.join(&tmp_name));
     let result = (|| {
         let mut file = fs::File::create(&tmp)?;
-        writeln!(file, "{pid}")?;
+        file.write_all(text.as_bytes())?;
         file.sync_all()?;
         fs::rename(&tmp, path)
     })();

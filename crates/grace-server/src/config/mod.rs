@@ -43,6 +43,7 @@ pub struct Server {
     pub shutdown_timeout: Duration,
     pub shutdown_delay: Duration,
     pub idle_grace: Duration,
+    pub upgrade_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -172,6 +173,12 @@ impl Checker {
                 Duration::from_millis(500),
                 Duration::ZERO..=Duration::from_secs(60),
                 "idle_grace",
+            )?,
+            upgrade_timeout: self.duration(
+                raw.upgrade_timeout,
+                Duration::from_secs(30),
+                Duration::from_millis(100)..=Duration::from_secs(3600),
+                "upgrade_timeout",
             )?,
         })
     }

@@ -25,6 +25,7 @@ pub struct RawServer {
     pub shutdown_timeout: Option<Spanned<String>>,
     pub shutdown_delay: Option<Spanned<String>>,
     pub idle_grace: Option<Spanned<String>>,
+    pub upgrade_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

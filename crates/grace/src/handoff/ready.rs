@@ -1,0 +1,42 @@
+//! The readiness handshake between a grace parent and the child it started:
+//! one pipe. The child writes a line once it serves; end-of-file without that
+//! line means the child is gone. No timer guesses at readiness.
+
+use std::io::{self, Write};
+use std::os::fd::{OwnedFd, RawFd};
+
+use rustix::fs::FileType;
+
+use super::sys;
+
+/// The child's end: tells the parent "I serve, you may drain".
+#[derive(Debug)]
+pub struct ReadyPipe {
+    fd: OwnedFd,
+}
+
+/// What a ready child writes.
+pub(crate) const READY_LINE: &[u8] = b"ready\n";
+
+impl ReadyPipe {
+    pub(crate) fn claim(raw: RawFd) -> io::Result<ReadyPipe> {
+        let fd = sys::claim_inherited(raw)?;
+        let stat = rustix::fs::fstat(&fd)?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::Fifo {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a pipe"));
+        }
+        Ok(ReadyPipe { fd })
+    }
+
+    /// Tells the parent we are ready, and closes the pipe.
+    ///
+    /// Call it once every listener is being served: from then on the parent
+    /// stops accepting and drains.
+    ///
+    /// # Errors
+    /// When the parent is gone (`EPIPE`): it gave up waiting. Keep serving;
+    /// the sockets are ours now.
+    pub fn notify(self) -> io::Result<()> {
+        std::fs::File::from(self.fd).write_all(READY_LINE)
+    }
+}

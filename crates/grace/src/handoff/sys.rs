@@ -1,0 +1,188 @@
+//! Every `unsafe` block of grace: taking ownership of inherited descriptors,
+//! and the few async-signal-safe steps a child runs between fork and exec.
+
+#![allow(unsafe_code)]
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+
+/// Takes ownership of `raw`, a descriptor this process inherited at exec,
+/// and marks it close-on-exec so that it leaks into no later child.
+///
+/// # Errors
+/// When `raw` is not an open descriptor.
+pub(crate) fn claim_inherited(raw: RawFd) -> io::Result<OwnedFd> {
+    if raw < 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: `raw` is only borrowed for this one fcntl call, which fails with
+    // EBADF instead of touching anything when the descriptor is not open.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
+    rustix::io::fcntl_setfd(borrowed, rustix::io::FdFlags::CLOEXEC)?;
+    // SAFETY: the descriptor is open (fcntl succeeded), and it was handed to
+    // this process at exec by the socket-activation protocol: nothing else in
+    // the process knows its number, so ownership is ours alone. Callers claim
+    // each number once (the environment variables are cleared after reading).
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// What the child does between fork and exec, prepared in the parent so that
+/// the child allocates nothing (after fork in a multi-threaded process, only
+/// async-signal-safe calls are allowed).
+pub(crate) struct ExecPlan {
+    program: CString,
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    _envp: Vec<CString>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    /// `LISTEN_PID=` followed by room for the pid, filled in by the child.
+    listen_pid: Box<[u8; 32]>,
+    /// (source, target): dup2 each source onto its target number.
+    moves: Vec<(RawFd, RawFd)>,
+}
+
+// SAFETY: the raw pointers point into the CStrings and the boxed buffer owned
+// by the same plan; moving the plan moves no heap data, so they stay valid,
+// and nothing reads them but the single-threaded child after fork.
+unsafe impl Send for ExecPlan {}
+// SAFETY: as above; the plan is never shared between threads in practice,
+// `Sync` is only required by `pre_exec`'s signature.
+unsafe impl Sync for ExecPlan {}
+
+const LISTEN_PID_PREFIX: &[u8] = b"LISTEN_PID=";
+
+impl ExecPlan {
+    /// `program` runs with `argv` and `env` (plus `LISTEN_PID` set to its own
+    /// pid), after each `(source, target)` in `moves` was duplicated onto its
+    /// target number. Sources must not be targets.
+    pub(crate) fn new(
+        program: &OsStr,
+        argv: &[&OsStr],
+        env: &[(&OsStr, &OsStr)],
+        moves: Vec<(RawFd, RawFd)>,
+    ) -> io::Result<ExecPlan> {
+        let nul = |s: &[u8]| {
+            CString::new(s).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "NUL byte in an argument or the environment",
+                )
+            })
+        };
+        let program = nul(program.as_bytes())?;
+        let argv: Vec<CString> = argv
+            .iter()
+            .map(|a| nul(a.as_bytes()))
+            .collect::<io::Result<_>>()?;
+        let envp: Vec<CString> = env
+            .iter()
+            .map(|(k, v)| {
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                nul(&kv)
+            })
+            .collect::<io::Result<_>>()?;
+        let mut listen_pid = Box::new([0u8; 32]);
+        listen_pid[..LISTEN_PID_PREFIX.len()].copy_from_slice(LISTEN_PID_PREFIX);
+        let mut argv_ptrs: Vec<_> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut envp_ptrs: Vec<_> = envp.iter().map(|e| e.as_ptr()).collect();
+        envp_ptrs.push(listen_pid.as_ptr().cast());
+        envp_ptrs.push(std::ptr::null());
+        if moves
+            .iter()
+            .any(|(src, _)| moves.iter().any(|(_, dst)| src == dst))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a source descriptor is also a target",
+            ));
+        }
+        Ok(ExecPlan {
+            program,
+            _argv: argv,
+            argv_ptrs,
+            _envp: envp,
+            envp_ptrs,
+            listen_pid,
+            moves,
+        })
+    }
+
+    /// Runs in the child after fork: moves the descriptors into place, writes
+    /// our pid into `LISTEN_PID`, and execs. Returns only on failure.
+    fn exec(&mut self) -> io::Error {
+        for &(src, dst) in &self.moves {
+            // SAFETY: dup2 is async-signal-safe; both numbers are plain ints.
+            // The target comes out without close-on-exec, which is the point.
+            if unsafe { libc::dup2(src, dst) } < 0 {
+                return io::Error::last_os_error();
+            }
+        }
+        // SAFETY: getpid is async-signal-safe and cannot fail.
+        let pid = unsafe { libc::getpid() };
+        write_decimal(&mut self.listen_pid[LISTEN_PID_PREFIX.len()..], pid as u32);
+        // SAFETY: execve is async-signal-safe; program, argv and envp are
+        // NUL-terminated strings in null-terminated arrays that live in this
+        // plan, which outlives the call (on success the image is replaced).
+        unsafe {
+            libc::execve(
+                self.program.as_ptr(),
+                self.argv_ptrs.as_ptr(),
+                self.envp_ptrs.as_ptr(),
+            );
+        }
+        io::Error::last_os_error()
+    }
+
+    /// Arranges for `command` to run this plan between fork and exec.
+    pub(crate) fn install(mut self, command: &mut tokio::process::Command) {
+        // SAFETY: the closure only calls async-signal-safe functions (dup2,
+        // getpid, execve) and writes into memory allocated before the fork;
+        // it allocates nothing and takes no lock.
+        unsafe {
+            command.pre_exec(move || Err(self.exec()));
+        }
+    }
+}
+
+/// Writes `n` in decimal followed by NUL into `buf`, without allocating.
+fn write_decimal(buf: &mut [u8], mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        buf[i] = digits[len - 1 - i];
+    }
+    buf[len] = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_without_allocation() {
+        let mut buf = [0xffu8; 12];
+        write_decimal(&mut buf, 4_294_967_295);
+        assert_eq!(&buf[..11], b"4294967295\0");
+        write_decimal(&mut buf, 0);
+        assert_eq!(&buf[..2], b"0\0");
+    }
+
+    #[test]
+    fn claiming_a_closed_descriptor_fails() {
+        assert!(claim_inherited(-1).is_err());
+        assert!(claim_inherited(1_000_000).is_err());
+    }
+}

@@ -1,0 +1,459 @@
+//! The parent's side of a zero-downtime upgrade: start the binary found at
+//! our own path with our listening sockets, wait for it to be ready, and only
+//! then let the caller drain. A child that fails leaves us serving as if
+//! nothing happened.
+
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read as _};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rustix::pipe::{pipe_with, PipeFlags};
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+use super::inherit::{encode_name, LISTEN_FDS_START, READY_FD_VAR};
+use super::ready::READY_LINE;
+use super::sys::ExecPlan;
+use crate::drain::Shutdown;
+use crate::listener::Listener;
+
+/// Why an upgrade did not happen. The old process keeps serving in every case.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpgradeError {
+    /// Another upgrade is under way.
+    #[error("an upgrade is already in progress")]
+    InProgress,
+    /// A shutdown began.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// As PID 1 our exit would end the container.
+    #[error(
+        "refusing to upgrade in place as PID 1: the container would end when this process exits; \
+         let the orchestrator restart the container, or run grace under an init (tini, docker run --init)"
+    )]
+    Pid1,
+    /// The new process could not be started.
+    #[error("cannot start {}: {source}", program.display())]
+    Spawn {
+        /// What we tried to run.
+        program: PathBuf,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// The new process exited before it was ready.
+    #[error("the new process (pid {pid}) exited before it was ready: {status}")]
+    ChildExited {
+        /// Its pid.
+        pid: u32,
+        /// How it exited.
+        status: ExitStatus,
+    },
+    /// The new process did not report ready in time, and was stopped.
+    #[error("the new process (pid {pid}) was not ready within {}; stopped it", humanize(*timeout))]
+    ReadyTimeout {
+        /// Its pid.
+        pid: u32,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// Preparing or watching the hand-off failed.
+    #[error("hand-off failed: {0}")]
+    HandoffIo(#[from] io::Error),
+}
+
+fn humanize(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+/// A successful upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upgraded {
+    /// The new process.
+    pub pid: u32,
+    /// From trigger to the new process's "ready".
+    pub elapsed: Duration,
+}
+
+/// Hands this process's listening sockets to a new process of the binary at
+/// the same path.
+///
+/// The path is made absolute when the `Handoff` is created (from `argv[0]`
+/// and the working directory then), not taken from `/proc/self/exe`: the file
+/// *now* at that path runs, which is how a newly installed version takes over.
+#[derive(Debug)]
+pub struct Handoff {
+    program: PathBuf,
+    argv: Vec<OsString>,
+    // Milliseconds; atomic so a reload can change it while an upgrade may run.
+    ready_timeout_ms: AtomicU64,
+    pid_file: Option<PathBuf>,
+    // Our own duplicates of the listening sockets, dropped when the drain
+    // starts: a socket kept open by nobody's accept loop would queue
+    // connections that no one ever answers.
+    sockets: Mutex<Option<Vec<(String, OwnedFd)>>>,
+    in_progress: AtomicBool,
+}
+
+impl Handoff {
+    /// A hand-off that re-runs this process's own command line.
+    ///
+    /// # Errors
+    /// When `argv[0]` cannot be resolved to a file.
+    pub fn from_current_process() -> io::Result<Handoff> {
+        let argv: Vec<OsString> = std::env::args_os().collect();
+        let arg0 = argv
+            .first()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no argv[0]"))?;
+        let program = resolve_program(arg0)?;
+        Ok(Handoff {
+            program,
+            argv,
+            ready_timeout_ms: AtomicU64::new(30_000),
+            pid_file: None,
+            sockets: Mutex::new(Some(Vec::new())),
+            in_progress: AtomicBool::new(false),
+        })
+    }
+
+    /// How long the new process may take to report ready. Default: 30 s.
+    pub fn ready_timeout(self, timeout: Duration) -> Self {
+        self.set_ready_timeout(timeout);
+        self
+    }
+
+    /// Changes the ready timeout for the next upgrades (after a reload).
+    pub fn set_ready_timeout(&self, timeout: Duration) {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.ready_timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn current_ready_timeout(&self) -> Duration {
+        Duration::from_millis(self.ready_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// Rewrites this pid file with the new pid once it is ready, and records
+    /// each attempt's verdict next to it (see [`status_path`]).
+    pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.pid_file = Some(path.into());
+        self
+    }
+
+    /// The program a new process will run.
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    /// Adds `listener` to the sockets handed over, under its name.
+    ///
+    /// # Errors
+    /// When the socket cannot be duplicated (out of descriptors).
+    pub fn register(&self, listener: &Listener) -> io::Result<()> {
+        let fd = listener.as_fd().try_clone_to_owned()?;
+        if let Some(sockets) = self.lock().as_mut() {
+            sockets.push((listener.name().to_owned(), fd));
+        }
+        Ok(())
+    }
+
+    /// Stops handing over: closes our duplicates. Called when the drain
+    /// starts.
+    pub fn release(&self) {
+        self.lock().take();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Vec<(String, OwnedFd)>>> {
+        self.sockets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts the new process and waits until it is ready, it fails, or the
+    /// ready timeout passes. On success the caller drains (the new process
+    /// already accepts on the same sockets); on failure nothing changed.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropping the future while the child starts leaves it
+    /// running unobserved. Let it finish; it is bounded by the ready timeout.
+    pub async fn upgrade(&self, shutdown: &Shutdown) -> Result<Upgraded, UpgradeError> {
+        if std::process::id() == 1 {
+            return self.record(Err(UpgradeError::Pid1));
+        }
+        if shutdown.is_shutting_down() {
+            return self.record(Err(UpgradeError::ShuttingDown));
+        }
+        if self.in_progress.swap(true, Ordering::SeqCst) {
+            return self.record(Err(UpgradeError::InProgress));
+        }
+        let result = self.run(shutdown).await;
+        if let (Ok(up), Some(pid_file)) = (&result, &self.pid_file) {
+            if let Err(e) = crate::pidfile::write_atomically(pid_file, up.pid) {
+                tracing::error!(pid_file = %pid_file.display(), "cannot rewrite the pid file: {e}");
+            }
+        }
+        let result = self.record(result);
+        self.in_progress.store(false, Ordering::SeqCst);
+        result
+    }
+
+    /// Writes the verdict next to the pid file for `grace upgrade` to read.
+    fn record(&self, result: Result<Upgraded, UpgradeError>) -> Result<Upgraded, UpgradeError> {
+        if let Some(pid_file) = &self.pid_file {
+            let path = status_path(pid_file);
+            let seq = read_status(&path).map_or(0, |s| s.seq) + 1;
+            let line = match &result {
+                Ok(up) => format!("seq={seq} result=ok pid={}\n", up.pid),
+                Err(e) => format!("seq={seq} result=failed reason={e}\n"),
+            };
+            if let Err(e) = crate::pidfile::write_text_atomically(&path, &line) {
+                tracing::warn!(path = %path.display(), "cannot record the upgrade verdict: {e}");
+            }
+        }
+        result
+    }
+
+    async fn run(&self, shutdown: &Shutdown) -> Result<Upgraded, UpgradeError> {
+        let start = Instant::now();
+        let (mut child, ready) = self.spawn()?;
+        let pid = child.id().unwrap_or(0);
+        tracing::info!(pid, program = %self.program.display(), "upgrade: new process started, waiting for it to be ready");
+        let mut ready = tokio::net::unix::pipe::Receiver::from_owned_fd(ready)?;
+        let mut phase = shutdown.watch_phase();
+        let timeout = self.current_ready_timeout();
+        let mut line = Vec::with_capacity(READY_LINE.len());
+        let mut first_line = (&mut ready).take(READY_LINE.len() as u64);
+        let verdict = tokio::select! {
+            biased;
+            read = first_line.read_to_end(&mut line) => match read {
+                Ok(_) if line == READY_LINE => Ok(()),
+                // EOF without the line: the child is gone, or about to be.
+                Ok(_) => Err(self.exited(&mut child, pid).await),
+                Err(e) => Err(UpgradeError::HandoffIo(e)),
+            },
+            status = child.wait() => Err(match status {
+                Ok(status) => UpgradeError::ChildExited { pid, status },
+                Err(e) => UpgradeError::HandoffIo(e),
+            }),
+            _ = tokio::time::sleep(timeout) => Err(UpgradeError::ReadyTimeout { pid, timeout }),
+            () = shutdown_started(&mut phase) => Err(UpgradeError::ShuttingDown),
+        };
+        match verdict {
+            Ok(()) => Ok(Upgraded {
+                pid,
+                elapsed: start.elapsed(),
+            }),
+            Err(e) => {
+                stop(&mut child, pid).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn exited(&self, child: &mut Child, pid: u32) -> UpgradeError {
+        match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+            Ok(Ok(status)) => UpgradeError::ChildExited { pid, status },
+            Ok(Err(e)) => UpgradeError::HandoffIo(e),
+            Err(_) => UpgradeError::HandoffIo(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                format!(
+                    "the new process (pid {pid}) closed its readiness pipe without reporting ready"
+                ),
+            )),
+        }
+    }
+
+    fn spawn(&self) -> Result<(Child, OwnedFd), UpgradeError> {
+        let guard = self.lock();
+        let sockets = guard.as_ref().ok_or(UpgradeError::ShuttingDown)?;
+        let n = sockets.len() as RawFd;
+        let ready_target = LISTEN_FDS_START + n;
+        // Sources are duplicated above every target number, so moving one
+        // into place can never overwrite another that is still to move.
+        let floor = ready_target + 1;
+        let (ready_read, ready_write) = pipe_with(PipeFlags::CLOEXEC).map_err(io::Error::from)?;
+        let mut keep_alive: Vec<OwnedFd> = Vec::with_capacity(sockets.len() + 1);
+        let mut moves = Vec::with_capacity(sockets.len() + 1);
+        for (i, (_, fd)) in sockets.iter().enumerate() {
+            let high = rustix::io::fcntl_dupfd_cloexec(fd, floor).map_err(io::Error::from)?;
+            moves.push((high.as_raw_fd(), LISTEN_FDS_START + i as RawFd));
+            keep_alive.push(high);
+        }
+        let high = rustix::io::fcntl_dupfd_cloexec(&ready_write, floor).map_err(io::Error::from)?;
+        moves.push((high.as_raw_fd(), ready_target));
+        keep_alive.push(high);
+        drop(ready_write);
+
+        let names = sockets
+            .iter()
+            .map(|(name, _)| encode_name(name))
+            .collect::<Vec<_>>()
+            .join(":");
+        drop(guard);
+        let fds_count = n.to_string();
+        let ready_fd = ready_target.to_string();
+        let inherited: Vec<(OsString, OsString)> = std::env::vars_os()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.to_str(),
+                    Some("LISTEN_PID" | "LISTEN_FDS" | "LISTEN_FDNAMES" | READY_FD_VAR)
+                )
+            })
+            .collect();
+        let mut env: Vec<(&OsStr, &OsStr)> = inherited
+            .iter()
+            .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
+            .collect();
+        env.push(("LISTEN_FDS".as_ref(), fds_count.as_ref()));
+        env.push(("LISTEN_FDNAMES".as_ref(), names.as_ref()));
+        env.push((READY_FD_VAR.as_ref(), ready_fd.as_ref()));
+        let argv: Vec<&OsStr> = self.argv.iter().map(OsString::as_os_str).collect();
+        let plan = ExecPlan::new(self.program.as_os_str(), &argv, &env, moves)?;
+
+        let mut command = Command::new(&self.program);
+        command.kill_on_drop(false);
+        plan.install(&mut command);
+        let child = command.spawn().map_err(|source| UpgradeError::Spawn {
+            program: self.program.clone(),
+            source,
+        })?;
+        // The child has its copies; ours close here.
+        drop(keep_alive);
+        Ok((child, ready_read))
+    }
+}
+
+async fn shutdown_started(phase: &mut tokio::sync::watch::Receiver<crate::drain::Phase>) {
+    // The guard `wait_for` returns is not Send: drop it before resolving.
+    let _ = phase
+        .wait_for(|p| *p != crate::drain::Phase::Running)
+        .await
+        .is_ok();
+}
+
+/// Stops a child that failed to take over: SIGTERM (it drains whatever it
+/// may have accepted), then SIGKILL if it lingers; always reaped.
+async fn stop(child: &mut Child, pid: u32) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    if let Some(raw) = child
+        .id()
+        .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+    {
+        let _ = rustix::process::kill_process(raw, rustix::process::Signal::TERM);
+    }
+    if tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(pid, "the failed new process ignored SIGTERM; killing it");
+        let _ = child.kill().await;
+    }
+}
+
+/// Where [`Handoff`] records upgrade verdicts for a pid file: the pid file's
+/// path with `.upgrade` appended.
+pub fn status_path(pid_file: &Path) -> PathBuf {
+    let mut path = pid_file.as_os_str().to_owned();
+    path.push(".upgrade");
+    PathBuf::from(path)
+}
+
+/// One recorded upgrade verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeStatus {
+    /// Counts attempts, across processes.
+    pub seq: u64,
+    /// `Ok(pid)` of the new process, or the reason it failed.
+    pub result: Result<u32, String>,
+}
+
+/// Reads the last verdict recorded at `path`.
+pub fn read_status(path: &Path) -> Option<UpgradeStatus> {
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .read_to_string(&mut text)
+        .ok()?;
+    let text = text.trim_end();
+    let rest = text.strip_prefix("seq=")?;
+    let (seq, rest) = rest.split_once(' ')?;
+    let seq = seq.parse().ok()?;
+    let result = if let Some(pid) = rest.strip_prefix("result=ok pid=") {
+        Ok(pid.parse().ok()?)
+    } else {
+        Err(rest.strip_prefix("result=failed reason=")?.to_owned())
+    };
+    Some(UpgradeStatus { seq, result })
+}
+
+fn resolve_program(arg0: &OsStr) -> io::Result<PathBuf> {
+    let path = Path::new(arg0);
+    if arg0.as_encoded_bytes().contains(&b'/') {
+        return Ok(if path.is_absolute() {
+            path.to_owned()
+        } else {
+            std::env::current_dir()?.join(path)
+        });
+    }
+    // Found through PATH, as the shell did when it started us.
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(path))
+        .find(|candidate| candidate.is_file())
+        .map(|found| {
+            if found.is_absolute() {
+                Ok(found)
+            } else {
+                std::env::current_dir().map(|cwd| cwd.join(found))
+            }
+        })
+        .unwrap_or_else(|| {
+            Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} is not in PATH", path.display()),
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_round_trip() {
+        let dir = std::env::temp_dir().join(format!("grace-status-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s");
+        crate::pidfile::write_text_atomically(&path, "seq=3 result=ok pid=42\n").unwrap();
+        assert_eq!(
+            read_status(&path),
+            Some(UpgradeStatus {
+                seq: 3,
+                result: Ok(42)
+            })
+        );
+        crate::pidfile::write_text_atomically(&path, "seq=4 result=failed reason=it broke: x=1\n")
+            .unwrap();
+        assert_eq!(
+            read_status(&path).unwrap().result,
+            Err("it broke: x=1".into())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn relative_and_bare_program_names_become_absolute() {
+        assert!(resolve_program(OsStr::new("./grace"))
+            .unwrap()
+            .is_absolute());
+        assert!(resolve_program(OsStr::new("sh")).unwrap().is_absolute());
+        assert!(resolve_program(OsStr::new("surely-no-such-program-xyz")).is_err());
+    }
+}

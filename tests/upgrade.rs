@@ -1,0 +1,388 @@
+//! Zero-downtime upgrade: the same listening sockets pass to a new process,
+//! under load, and a failed upgrade leaves the old process serving.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use rustix::process::Signal;
+use support::http::{get, Conn};
+use support::load::Load;
+use support::{config, eventually, run, Grace, SOON};
+
+fn upgrade(grace: &Grace) -> (i32, String, String) {
+    let pid_file = grace.pid_file();
+    run(
+        &["upgrade", "--pid-file", pid_file.to_str().unwrap()],
+        grace.dir.path(),
+    )
+}
+
+/// File descriptors of `pid`, by kind, leaving out client connections (they
+/// come and go with the load): sockets count only when they are unix sockets
+/// or listening TCP sockets, so a leaked listener duplicate or pipe shows.
+fn fd_census(pid: u32) -> Vec<String> {
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|target| target.display().to_string())
+        .collect();
+    // Read after the descriptors: a socket that is gone by now was a
+    // connection, and leaves no row, so it is not counted.
+    let mut kept = BTreeSet::new();
+    for (table, inode_col) in [("unix", 6), ("tcp", 9), ("tcp6", 9)] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // In the TCP tables column 3 is the state: 0A is listening.
+            let wanted = table == "unix" || cols.get(3) == Some(&"0A");
+            if let (true, Some(inode)) = (wanted, cols.get(inode_col)) {
+                kept.insert(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    let mut census: Vec<String> = fds
+        .into_iter()
+        .filter(|target| !target.starts_with("socket:") || kept.contains(target))
+        // Kinds, not identities: inode numbers differ per process.
+        .map(|target| target.split('[').next().unwrap_or_default().to_owned())
+        .collect();
+    census.sort();
+    census
+}
+
+/// A private copy of the binary, so a test can replace the file at its path.
+fn private_binary(dir: &Path) -> PathBuf {
+    let path = dir.join("grace-bin");
+    std::fs::copy(support::BIN, &path).unwrap();
+    path
+}
+
+/// Replaces the file at `path` the way an installer does: write, then rename.
+fn install(path: &Path, content: &[u8], mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn ten_upgrades_under_load_lose_no_request() {
+    let mut grace = Grace::start(&config("m", "", ""));
+    let addr = grace.addr();
+    let first = grace.pid();
+    let load = Load::start(addr, 3, 3, "m");
+    eventually(SOON, "the load to get going", || {
+        (load.ok() > 100).then_some(())
+    });
+
+    let mut census_after_first = None;
+    let mut pids = vec![first];
+    for i in 1..=10 {
+        let (code, out, err) = upgrade(&grace);
+        assert_eq!(code, 0, "upgrade {i}: {out}{err}");
+        let live = grace.live_pid();
+        assert!(
+            out.contains(&format!("upgraded: pid {live} serves")),
+            "{out}"
+        );
+        assert!(!pids.contains(&live), "upgrade {i} did not change the pid");
+        pids.push(live);
+        if i == 1 {
+            census_after_first = Some(fd_census(live));
+        }
+        // Each old process drains and exits 0 (all share our stderr).
+        grace.log().wait_count("exiting code=0", i, SOON);
+    }
+    let report = load.finish();
+    assert_eq!(
+        report.failed(),
+        0,
+        "failures across 10 upgrades: {:?} ({} ok)",
+        report.failures,
+        report.ok
+    );
+    assert!(
+        report.ok > 1000,
+        "too little load to prove anything: {}",
+        report.ok
+    );
+    let mut ready_ms: Vec<f64> = grace
+        .log()
+        .text()
+        .lines()
+        .filter(|l| l.contains("the new process is ready"))
+        .filter_map(|l| {
+            l.split("elapsed_ms=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    ready_ms.sort_by(f64::total_cmp);
+    eprintln!(
+        "10 upgrades under load (3 connection-per-request + 3 keep-alive clients, no retries): \
+         {} requests ok, 0 failed; trigger-to-ready median {:.1} ms (min {:.1}, max {:.1})",
+        report.ok,
+        ready_ms[ready_ms.len() / 2],
+        ready_ms[0],
+        ready_ms[ready_ms.len() - 1]
+    );
+    assert_eq!(
+        grace.wait_exit(SOON).code(),
+        Some(0),
+        "the first process exits 0"
+    );
+
+    let live = grace.live_pid();
+    assert_eq!(
+        live,
+        *pids.last().unwrap(),
+        "the pid file names the live process"
+    );
+    assert_eq!(get(addr, "/").unwrap().body, "m");
+    assert_eq!(
+        fd_census(live),
+        census_after_first.unwrap(),
+        "descriptors leaked across upgrades"
+    );
+    grace.signal_live(Signal::TERM);
+    grace.log().wait_count("exiting code=0", 11, SOON);
+}
+
+#[test]
+fn a_slow_request_on_the_old_process_completes_while_the_new_one_serves() {
+    let grace = Grace::start(&config(
+        "old",
+        "",
+        "[[routes]]\npath = \"/slow\"\ndelay = \"3s\"\nbody = \"slow done\"\n",
+    ));
+    let mut slow = Conn::open(grace.addr()).unwrap();
+    slow.send("/slow").unwrap();
+    // The new process reads the config anew: its answers tell it apart.
+    grace.write_config(&config(
+        "new",
+        "",
+        "[[routes]]\npath = \"/slow\"\ndelay = \"3s\"\nbody = \"slow done\"\n",
+    ));
+    let (code, out, err) = upgrade(&grace);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(get(grace.addr(), "/").unwrap().body, "new");
+    assert_eq!(
+        grace.log().count("exiting code=0"),
+        0,
+        "the old one is still draining"
+    );
+    let res = slow.recv().unwrap();
+    assert_eq!((res.status, res.body.as_str()), (200, "slow done"));
+    grace.log().wait_for("exiting code=0");
+}
+
+#[test]
+fn a_new_binary_that_exits_leaves_the_old_one_serving_and_the_next_upgrade_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = private_binary(dir.path());
+    let grace = Grace::start_program(&program, dir, &config("m", "", ""), &[]);
+    let load = Load::start(grace.addr(), 2, 2, "m");
+    eventually(SOON, "the load to get going", || {
+        (load.ok() > 50).then_some(())
+    });
+
+    let good = std::fs::read(&program).unwrap();
+    install(&program, b"#!/bin/sh\nexit 1\n", 0o755);
+    let (code, _, err) = upgrade(&grace);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("exited before it was ready: exit status: 1"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("pid {} keeps serving", grace.pid())),
+        "{err}"
+    );
+    assert_eq!(grace.live_pid(), grace.pid());
+
+    // Put the real binary back: the next upgrade can go at once.
+    install(&program, &good, 0o755);
+    let (code, out, err) = upgrade(&grace);
+    assert_eq!(code, 0, "{out}{err}");
+    let report = load.finish();
+    assert_eq!(report.failed(), 0, "{:?}", report.failures);
+}
+
+#[test]
+fn an_invalid_config_fails_the_upgrade_with_78() {
+    let mut grace = Grace::start(&config("m", "", ""));
+    grace.write_config("message = \n");
+    let (code, _, err) = upgrade(&grace);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("exit status: 78"), "{err}");
+    assert!(grace.is_running());
+    assert_eq!(get(grace.addr(), "/").unwrap().body, "m");
+}
+
+#[test]
+fn a_new_process_that_never_gets_ready_is_stopped_at_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = private_binary(dir.path());
+    let grace = Grace::start_program(
+        &program,
+        dir,
+        &config("m", "upgrade_timeout = \"1s\"", ""),
+        &[],
+    );
+    install(&program, b"#!/bin/sh\nexec sleep 60\n", 0o755);
+    // A second trigger while the first is under way is refused.
+    grace.signal(Signal::USR2);
+    grace.log().wait_for("waiting for it to be ready");
+    grace.signal(Signal::USR2);
+    grace.log().wait_for("an upgrade is already in progress");
+    let line = grace
+        .log()
+        .wait_for("was not ready within 1.0s; stopped it");
+    assert!(line.contains("keeps serving"), "{line}");
+    assert_eq!(get(grace.addr(), "/").unwrap().body, "m");
+}
+
+#[test]
+fn an_upgrade_during_shutdown_is_refused() {
+    let grace = Grace::start(&config("m", "shutdown_delay = \"2s\"", ""));
+    grace.signal(Signal::TERM);
+    grace.log().wait_for("shutdown started");
+    let (code, _, err) = upgrade(&grace);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the server is shutting down"), "{err}");
+}
+
+/// Runs grace the way systemd would: `LISTEN_FDS` with a listening socket at
+/// descriptor 3, through a tiny exec harness (python3's os.dup2 + execve).
+fn activate(sock_kind: &str, extra_env: &str) -> (std::process::Child, tempfile::TempDir, u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    std::fs::write(
+        dir.path().join("grace.toml"),
+        format!("message = \"activated\"\n[server]\nlisten = [\"127.0.0.1:{port}\"]\n"),
+    )
+    .unwrap();
+    let script = format!(
+        r#"
+import os, socket, sys
+kind = "{sock_kind}"
+if kind == "tcp":
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", {port})); s.listen(64); fd = s.fileno()
+elif kind == "file":
+    fd = os.open(sys.argv[1], os.O_RDONLY)
+if fd != 3:
+    os.dup2(fd, 3)
+os.set_inheritable(3, True)
+os.environ["LISTEN_FDS"] = "1"
+os.environ["LISTEN_PID"] = str(os.getpid())
+{extra_env}
+os.execv(sys.argv[2], [sys.argv[2], "--config", sys.argv[1]])
+"#
+    );
+    let child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(dir.path().join("grace.toml"))
+        .arg(support::BIN)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs the activation harness");
+    (child, dir, port)
+}
+
+#[test]
+fn socket_activation_serves_on_the_inherited_socket_without_binding() {
+    let (mut child, _dir, port) = activate("tcp", "");
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let res = eventually(SOON, "the activated server to answer", || {
+        get(addr, "/").ok()
+    });
+    assert_eq!(res.body, "activated");
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, Signal::TERM).unwrap();
+    let status = support::wait_child(&mut child, SOON).unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("using inherited socket"), "{log}");
+}
+
+#[test]
+fn socket_activation_rejects_what_is_not_a_listening_socket() {
+    for (kind, env, expected) in [
+        ("file", "", "inherited descriptor 3: not a socket"),
+        (
+            "tcp",
+            "os.environ['LISTEN_FDS'] = 'two'",
+            "LISTEN_FDS=\"two\": not a number",
+        ),
+        (
+            "tcp",
+            "os.environ['LISTEN_FDNAMES'] = 'a:b'",
+            "does not name as many descriptors",
+        ),
+    ] {
+        let (mut child, _dir, _) = activate(kind, env);
+        let status = support::wait_child(&mut child, SOON).expect("grace exits");
+        let mut log = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+        assert_eq!(status.code(), Some(71), "{kind}/{env}: {log}");
+        assert!(log.contains(expected), "{kind}/{env}: {log}");
+    }
+}
+
+#[test]
+fn systemd_socket_activate_hands_grace_its_socket() {
+    if std::process::Command::new("systemd-socket-activate")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs systemd-socket-activate (package systemd)"
+        );
+        eprintln!("skipped: systemd-socket-activate is not installed (apt-get install systemd)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = probe.local_addr().unwrap();
+    drop(probe);
+    std::fs::write(
+        dir.path().join("grace.toml"),
+        format!("message = \"from systemd\"\n[server]\nlisten = [\"{addr}\"]\n"),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(addr.to_string())
+        .arg(support::BIN)
+        .arg("--config")
+        .arg(dir.path().join("grace.toml"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // systemd-socket-activate listens first and starts grace on the first
+    // connection: this request travels through the activation itself.
+    let res = eventually(SOON, "grace to answer through activation", || {
+        get(addr, "/").ok()
+    });
+    assert_eq!(res.body, "from systemd");
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, Signal::TERM).unwrap();
+    let status = support::wait_child(&mut child, SOON).unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("using inherited socket"), "{log}");
+}
