@@ -88,16 +88,84 @@ fn a_route_keeps_status_headers_and_body_from_one_generation() {
     );
 }
 
+fn free_port_addr() -> std::net::SocketAddr {
+    // Bound and released: free unless another process takes it in between.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap()
+}
+
+fn listen_config(addrs: &[String]) -> String {
+    let list = addrs
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("message = \"m\"\n[server]\nlisten = [{list}]\n")
+}
+
 #[test]
-fn a_listen_change_is_reported_as_needing_a_restart() {
+fn listen_changes_apply_on_reload_and_removed_listeners_drain() {
     let grace = Grace::start(&config("m", "", ""));
-    grace.write_config("message = \"m2\"\n[server]\nlisten = [\"127.0.0.1:1\"]\n");
+    let first = grace.addr();
+    let mut kept_alive = support::http::Conn::open(first).unwrap();
+    assert!(!kept_alive.get("/").unwrap().closes());
+
+    let second = free_port_addr();
+    grace.write_config(&listen_config(&["127.0.0.1:0".into(), second.to_string()]));
     grace.signal(Signal::HUP);
-    grace
-        .log()
-        .wait_for("listen addresses changed: not applied until a restart");
     grace.log().wait_for("reload accepted");
-    assert_eq!(get(grace.addr(), "/").unwrap().body, "m2");
+    assert_eq!(
+        get(second, "/").unwrap().body,
+        "m",
+        "the added address serves"
+    );
+    assert_eq!(
+        get(first, "/").unwrap().body,
+        "m",
+        "the unchanged one keeps serving"
+    );
+
+    grace.write_config(&listen_config(&[second.to_string()]));
+    grace.signal(Signal::HUP);
+    grace.log().wait_count("reload accepted", 2, SOON);
+    assert!(
+        matches!(std::net::TcpStream::connect(first), Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+        "the removed address refuses"
+    );
+    // A connection accepted through the removed listener drains like in a
+    // shutdown: answered, and told to close.
+    let res = kept_alive.get("/").unwrap();
+    assert_eq!(res.status, 200);
+    assert!(res.closes(), "{res:?}");
+    assert_eq!(get(second, "/").unwrap().body, "m");
+}
+
+#[test]
+fn a_listen_address_that_cannot_be_bound_rejects_the_whole_reload() {
+    let grace = Grace::start(&config("m", "", ""));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap();
+    let free = free_port_addr();
+    grace.write_config(&format!(
+        "message = \"changed\"\n[server]\nlisten = [\"127.0.0.1:0\", \"{free}\", \"{taken_addr}\"]\n"
+    ));
+    grace.signal(Signal::HUP);
+    let line = grace.log().wait_for("reload rejected");
+    assert!(
+        line.contains(&format!(
+            "cannot apply: cannot listen on {taken_addr}: Address already in use"
+        )),
+        "{line}"
+    );
+    assert_eq!(
+        get(grace.addr(), "/").unwrap().body,
+        "m",
+        "old config, old listener"
+    );
+    assert!(
+        std::net::TcpStream::connect(free).is_err(),
+        "nothing of the rejected reload was kept"
+    );
 }
 
 #[test]

@@ -177,9 +177,14 @@ impl Grace {
         self.dir.path().join("grace.pid")
     }
 
-    /// Rewrites the config file in place.
+    /// Replaces the config file atomically (write a temporary file, then
+    /// rename), as deploy tools and Kubernetes do: a reload never reads a
+    /// half-written file. A truncated file can be valid TOML with other
+    /// meaning (a missing `[server]` table means the default listen address).
     pub fn write_config(&self, config: &str) {
-        std::fs::write(self.config_path(), config).unwrap();
+        let tmp = self.dir.path().join(".grace.toml.tmp");
+        std::fs::write(&tmp, config).unwrap();
+        std::fs::rename(&tmp, self.config_path()).unwrap();
     }
 
     pub fn signal(&self, signal: Signal) {

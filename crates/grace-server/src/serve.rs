@@ -1,11 +1,15 @@
 //! `grace serve`: wires the configuration, the routes and the lifecycle.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use grace::handoff::{Handoff, Inherited};
 use grace::pidfile::PidFile;
+use grace::reload::Commit;
 use grace::signals::Signals;
-use grace::{DrainSettings, Lifecycle, Listener, Outcome, Reloadable, Reloader, Shutdown};
+use grace::{
+    BindError, DrainSettings, Lifecycle, Listener, Outcome, Reloadable, Reloader, Running, Shutdown,
+};
 
 use crate::cli::ServeArgs;
 use crate::config::{Config, Source};
@@ -101,14 +105,16 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
 
     let shutdown = Shutdown::new();
     let config = Reloadable::new(config);
-    let reloader = Reloader::new(config.clone(), loader(source.clone(), config.clone()));
-    follow_upgrade_timeout(&config, handoff.clone());
-    grace::serve(
+    let source_for_reload = source.clone();
+    let running = grace::serve(
         listeners,
         App::new(config.clone(), shutdown.clone()),
         &shutdown,
     )
     .start();
+    let reloader = Reloader::new(config.clone(), move || source_for_reload.load())
+        .with_prepare(listen_changes(running, handoff.clone()));
+    follow_upgrade_timeout(&config, handoff.clone());
     tracing::info!(
         pid = std::process::id(),
         generation = 1,
@@ -168,22 +174,53 @@ fn follow_upgrade_timeout(config: &Reloadable<Config>, handoff: Arc<Handoff>) {
     });
 }
 
-/// Loads the configuration again for a reload. Changes that only a restart
-/// can apply are reported, and the rest is applied.
-fn loader(
-    source: Source,
-    current: Reloadable<Config>,
-) -> impl Fn() -> Result<Config, crate::config::ConfigError> + Send + Sync + 'static {
-    move || {
-        let new = source.load()?;
-        let old = current.load();
-        if new.server.listen != old.server.listen {
-            tracing::warn!(
-                old = ?old.server.listen,
-                new = ?new.server.listen,
-                "listen addresses changed: not applied until a restart or an upgrade"
-            );
+/// Applies `[server] listen` changes on reload. New addresses are bound
+/// before the swap, so a failure rejects the whole reload and changes
+/// nothing; after the swap they start accepting, and removed addresses stop
+/// (their connections drain). Unchanged addresses keep their socket and its
+/// backlog.
+fn listen_changes(
+    running: Running,
+    handoff: Arc<Handoff>,
+) -> impl Fn(&Config, &Config) -> Result<Option<Commit>, BindError> + Send + Sync + 'static {
+    move |old: &Config, new: &Config| {
+        let added: Vec<SocketAddr> = new
+            .server
+            .listen
+            .iter()
+            .filter(|a| !old.server.listen.contains(a))
+            .copied()
+            .collect();
+        let removed: Vec<String> = old
+            .server
+            .listen
+            .iter()
+            .filter(|a| !new.server.listen.contains(a))
+            .map(ToString::to_string)
+            .collect();
+        if added.is_empty() && removed.is_empty() {
+            return Ok(None);
         }
-        Ok(new)
+        let bound = added
+            .into_iter()
+            .map(Listener::bind)
+            .collect::<Result<Vec<_>, _>>()?;
+        let running = running.clone();
+        let handoff = handoff.clone();
+        Ok(Some(Box::new(move || {
+            for listener in bound {
+                if let Err(e) = handoff.register(&listener) {
+                    tracing::warn!(
+                        listener = listener.name(),
+                        "upgrades will not pass this socket: {e}"
+                    );
+                }
+                running.add(listener);
+            }
+            for name in removed {
+                handoff.unregister(&name);
+                running.remove(&name);
+            }
+        })))
     }
 }

@@ -176,6 +176,9 @@ struct Inner {
     tracker: TaskTracker,
     connections: AtomicUsize,
     requests: AtomicUsize,
+    // Listening sockets still open; the drain is announced once it is zero.
+    listeners: watch::Sender<usize>,
+    on_drain: std::sync::Mutex<Vec<Box<dyn FnOnce() + Send>>>,
     started: OnceLock<Instant>,
     settings: OnceLock<DrainSettings>,
     force_reason: OnceLock<ForceReason>,
@@ -210,6 +213,8 @@ impl Shutdown {
                 tracker: TaskTracker::new(),
                 connections: AtomicUsize::new(0),
                 requests: AtomicUsize::new(0),
+                listeners: watch::Sender::new(0),
+                on_drain: std::sync::Mutex::new(Vec::new()),
                 started: OnceLock::new(),
                 settings: OnceLock::new(),
                 force_reason: OnceLock::new(),
@@ -252,6 +257,12 @@ impl Shutdown {
         &self.inner.tracker
     }
 
+    /// The token cancelled when the drain starts; per-listener drains are
+    /// its children.
+    pub(crate) fn drain_token(&self) -> &CancellationToken {
+        &self.inner.drain
+    }
+
     /// Resolves when the drain starts.
     ///
     /// # Cancel safety
@@ -273,17 +284,6 @@ impl Shutdown {
         self.inner.settings.get().copied()
     }
 
-    /// Resolves once a connection with no request in flight should close:
-    /// [`DrainSettings::idle_grace`] after the drain started.
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn idle_deadline(&self) {
-        self.draining().await;
-        let grace = self.settings().unwrap_or_default().idle_grace;
-        tokio::time::sleep(grace).await
-    }
-
     /// Connections currently open.
     pub fn connections(&self) -> usize {
         self.inner.connections.load(Ordering::Relaxed)
@@ -299,6 +299,32 @@ impl Shutdown {
         self.inner.connections.fetch_add(1, Ordering::Relaxed);
         ConnectionGuard {
             inner: self.inner.clone(),
+        }
+    }
+
+    /// Counts one open listening socket until the guard is dropped: the drain
+    /// is announced ("listeners closed") only once every one is closed.
+    pub(crate) fn track_listener(&self) -> ListenerGuard {
+        self.inner.listeners.send_modify(|n| *n += 1);
+        ListenerGuard {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Runs `hook` when the drain starts, before listeners close. Hooks
+    /// release what would keep a listening socket open (a hand-off's
+    /// duplicates, say). Runs at once if the drain already started.
+    pub fn on_drain(&self, hook: impl FnOnce() + Send + 'static) {
+        let mut hooks = self
+            .inner
+            .on_drain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.is_draining() {
+            drop(hooks);
+            hook();
+        } else {
+            hooks.push(Box::new(hook));
         }
     }
 
@@ -385,10 +411,21 @@ impl Shutdown {
             _ = tokio::time::sleep(settings.delay) => {}
         }
         self.set_phase(Phase::Draining);
+        let hooks = std::mem::take(
+            &mut *inner
+                .on_drain
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for hook in hooks {
+            hook();
+        }
         inner.drain.cancel();
         // Accept loops are tasks on the tracker too, so closing it now cannot
         // let it report "empty" while a loop is still handing out connections.
         inner.tracker.close();
+        // Announce only what is true: from this line on, connects are refused.
+        let _ = inner.listeners.subscribe().wait_for(|n| *n == 0).await;
         tracing::info!(
             connections = self.connections(),
             requests = self.requests(),
@@ -447,6 +484,17 @@ pub struct ConnectionGuard {
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.inner.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Keeps a listening socket counted; see [`Shutdown::track_listener`].
+pub(crate) struct ListenerGuard {
+    inner: Arc<Inner>,
+}
+
+impl Drop for ListenerGuard {
+    fn drop(&mut self) {
+        self.inner.listeners.send_modify(|n| *n -= 1);
     }
 }
 

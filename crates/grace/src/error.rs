@@ -18,6 +18,10 @@ pub enum ReloadError {
     /// loader's own error says where and why.
     #[error("{0}")]
     Load(Arc<dyn std::error::Error + Send + Sync>),
+    /// The new configuration was valid, but making it take effect failed (a
+    /// new listen address could not be bound, say); nothing was changed.
+    #[error("cannot apply: {0}")]
+    Apply(Arc<dyn std::error::Error + Send + Sync>),
     /// A shutdown is under way: reloads are refused.
     #[error("reload refused: the server is shutting down")]
     ShuttingDown,

@@ -136,11 +136,7 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
     /// though a shutdown already begun goes on.
     pub async fn run(self, mut signals: Signals) -> Outcome {
         if let Some(handoff) = self.handoff.clone() {
-            let shutdown = self.shutdown.clone();
-            tokio::spawn(async move {
-                shutdown.draining().await;
-                handoff.release();
-            });
+            self.shutdown.on_drain(move || handoff.release());
         }
         loop {
             tokio::select! {

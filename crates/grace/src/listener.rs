@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use crate::drain::Shutdown;
 use crate::error::BindError;
+use tokio_util::sync::CancellationToken;
 
 /// How many completed connections the kernel queues for us. Large, because
 /// a restart or a reload storm must not overflow it into refused connects.
@@ -88,12 +88,12 @@ impl Listener {
         self.addr
     }
 
-    /// Accepts connections, handing each to `on_conn`, until the drain
-    /// starts. Then it takes the connections the kernel had already
+    /// Accepts connections, handing each to `on_conn`, until `stop` is
+    /// cancelled (the drain started, or this listener was removed). Then it takes the connections the kernel had already
     /// completed, so closing the socket does not reset them, and closes it:
     /// from then on connects are refused instead of left in a queue nobody
     /// reads.
-    pub(crate) async fn accept_until_drain<F>(self, shutdown: Shutdown, mut on_conn: F)
+    pub(crate) async fn accept_until<F>(self, stop: CancellationToken, mut on_conn: F)
     where
         F: FnMut(TcpStream, SocketAddr),
     {
@@ -101,7 +101,7 @@ impl Listener {
         loop {
             let accepted = tokio::select! {
                 biased;
-                _ = shutdown.draining() => break,
+                _ = stop.cancelled() => break,
                 accepted = self.inner.accept() => accepted,
             };
             match accepted {
@@ -113,7 +113,7 @@ impl Listener {
                 Err(e) => {
                     let pause = backoff.next(&self.name, &e);
                     tokio::select! {
-                        _ = shutdown.draining() => break,
+                        _ = stop.cancelled() => break,
                         _ = tokio::time::sleep(pause) => {}
                     }
                 }

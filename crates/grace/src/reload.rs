@@ -42,6 +42,12 @@ struct Done {
 
 type LoadFn<T> = dyn Fn() -> Result<T, BoxError> + Send + Sync;
 
+/// What a reload does outside the configuration once it is swapped in:
+/// prepared (and able to fail) before the swap, run after it.
+pub type Commit = Box<dyn FnOnce() + Send>;
+
+type PrepareFn<T> = dyn Fn(&T, &T) -> Result<Option<Commit>, BoxError> + Send + Sync;
+
 /// Drives reloads of a [`Reloadable`]: runs the loader (read, parse,
 /// validate) off the async threads, swaps the result in when it is accepted,
 /// and reports a [`Verdict`]. Cheap to clone.
@@ -108,6 +114,7 @@ struct Inner<T> {
     done: watch::Sender<Done>,
     closed: AtomicBool,
     loads: AtomicU64,
+    prepare: std::sync::OnceLock<Box<PrepareFn<T>>>,
 }
 
 impl<T: Send + Sync + 'static> Reloader<T> {
@@ -134,9 +141,33 @@ impl<T: Send + Sync + 'static> Reloader<T> {
             }),
             closed: AtomicBool::new(false),
             loads: AtomicU64::new(0),
+            prepare: std::sync::OnceLock::new(),
         });
         tokio::spawn(worker(inner.clone()));
         Reloader { inner }
+    }
+
+    /// Adds a step between loading and swapping, for changes a configuration
+    /// implies outside itself (binding a new listen address, say).
+    ///
+    /// `prepare(old, new)` runs off the async threads after `load` accepted
+    /// the new configuration. An `Err` rejects the reload with
+    /// [`ReloadError::Apply`], and nothing changes (what it prepared is
+    /// dropped). `Ok(Some(commit))` runs `commit` right after the swap.
+    ///
+    /// # Panics
+    /// When called twice.
+    pub fn with_prepare<F, E>(self, prepare: F) -> Self
+    where
+        F: Fn(&T, &T) -> Result<Option<Commit>, E> + Send + Sync + 'static,
+        E: Into<BoxError>,
+    {
+        let boxed: Box<PrepareFn<T>> =
+            Box::new(move |old, new| prepare(old, new).map_err(Into::into));
+        if self.inner.prepare.set(boxed).is_err() {
+            panic!("Reloader::with_prepare called twice");
+        }
+        self
     }
 
     /// The configuration this reloader swaps.
@@ -229,12 +260,29 @@ async fn load_once<T: Send + Sync + 'static>(inner: &Arc<Inner<T>>) -> Verdict {
     let previous = inner.config.generation();
     inner.loads.fetch_add(1, Ordering::Relaxed);
     // Loading reads files and may be slow: keep it off the async workers.
-    let loader = inner.clone();
-    let loaded = tokio::task::spawn_blocking(move || (loader.load)()).await;
+    let worker = inner.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let config = (worker.load)().map_err(|e| ReloadError::Load(Arc::from(e)))?;
+        let commit = match worker.prepare.get() {
+            None => None,
+            Some(prepare) => prepare(&worker.config.load(), &config)
+                .map_err(|e| ReloadError::Apply(Arc::from(e)))?,
+        };
+        Ok((config, commit))
+    })
+    .await;
     let elapsed = start.elapsed();
-    match loaded {
-        Ok(Ok(config)) => {
+    let outcome = loaded.unwrap_or_else(|join| {
+        Err(ReloadError::Load(Arc::from(BoxError::from(format!(
+            "the configuration loader panicked: {join}"
+        )))))
+    });
+    match outcome {
+        Ok((config, commit)) => {
             let generation = inner.config.store(config).generation();
+            if let Some(commit) = commit {
+                commit();
+            }
             tracing::info!(
                 generation,
                 previous,
@@ -243,20 +291,12 @@ async fn load_once<T: Send + Sync + 'static>(inner: &Arc<Inner<T>>) -> Verdict {
             );
             Ok(generation)
         }
-        Ok(Err(error)) => {
-            let error = ReloadError::Load(Arc::from(error));
+        Err(error) => {
             tracing::warn!(
                 generation = previous,
                 elapsed_ms = ms(elapsed),
                 "reload rejected, generation {previous} keeps serving: {error}"
             );
-            Err(error)
-        }
-        Err(join) => {
-            let error = ReloadError::Load(Arc::from(BoxError::from(format!(
-                "the configuration loader panicked: {join}"
-            ))));
-            tracing::error!(generation = previous, "reload rejected: {error}");
             Err(error)
         }
     }
@@ -300,6 +340,28 @@ mod tests {
         assert!(err.to_string().contains("line 3: bad"), "{err}");
         assert_eq!(reloader.config().generation(), 1);
         assert!(reloader.last().unwrap().verdict.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_failed_prepare_rejects_and_a_good_one_commits_after_the_swap() {
+        let committed = Arc::new(AtomicU32::new(0));
+        let c = committed.clone();
+        let reloader = Reloader::new(Reloadable::new(1u32), || Ok::<_, BoxError>(2u32))
+            .with_prepare(move |old: &u32, new: &u32| {
+                if *old == *new {
+                    return Err::<Option<Commit>, BoxError>("address already in use".into());
+                }
+                let c = c.clone();
+                Ok(Some(Box::new(move || {
+                    c.store(1, Ordering::SeqCst);
+                })))
+            });
+        assert_eq!(reloader.reload().await.unwrap(), 2);
+        assert_eq!(committed.load(Ordering::SeqCst), 1);
+        // Now old == new: prepare refuses, nothing changes.
+        let err = reloader.reload().await.unwrap_err();
+        assert!(matches!(err, ReloadError::Apply(_)), "{err:?}");
+        assert_eq!(reloader.config().generation(), 2);
     }
 
     #[tokio::test]

@@ -161,6 +161,13 @@ impl Handoff {
         Ok(())
     }
 
+    /// Removes the socket named `name` from those handed over.
+    pub fn unregister(&self, name: &str) {
+        if let Some(sockets) = self.lock().as_mut() {
+            sockets.retain(|(n, _)| n != name);
+        }
+    }
+
     /// Stops handing over: closes our duplicates. Called when the drain
     /// starts.
     pub fn release(&self) {

@@ -26,6 +26,7 @@ use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 use super::detect::{detect, Protocol, Rewind};
 use super::tracked::Tracked;
@@ -42,6 +43,7 @@ pub(crate) async fn serve<S, B>(
     peer: SocketAddr,
     service: Arc<S>,
     shutdown: Shutdown,
+    drain: CancellationToken,
     settings: ConnSettings,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
@@ -57,7 +59,7 @@ pub(crate) async fn serve<S, B>(
 
     let mut buf = BytesMut::with_capacity(1024);
     let protocol = {
-        let mut idle = pin!(shutdown.idle_deadline());
+        let mut idle = pin!(idle_deadline(&shutdown, &drain));
         tokio::select! {
             biased;
             _ = shutdown.forced() => return,
@@ -82,8 +84,8 @@ pub(crate) async fn serve<S, B>(
     };
     let io = Rewind::new(buf.freeze(), stream);
     match protocol {
-        Protocol::Http1 => serve_http1(io, peer, service, shutdown, settings).await,
-        Protocol::Http2 => serve_http2(io, peer, service, shutdown).await,
+        Protocol::Http1 => serve_http1(io, peer, service, shutdown, drain, settings).await,
+        Protocol::Http2 => serve_http2(io, peer, service, shutdown, drain).await,
     }
 }
 
@@ -92,6 +94,7 @@ async fn serve_http1<S, B>(
     peer: SocketAddr,
     service: Arc<S>,
     shutdown: Shutdown,
+    drain: CancellationToken,
     settings: ConnSettings,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
@@ -107,9 +110,9 @@ async fn serve_http1<S, B>(
         .keep_alive(true)
         .serve_connection(
             TokioIo::new(io),
-            Tracked::new(service, shutdown.clone(), true),
+            Tracked::new(service, shutdown.clone(), Some(drain.clone())),
         );
-    let mut idle = pin!(shutdown.idle_deadline());
+    let mut idle = pin!(idle_deadline(&shutdown, &drain));
     let mut closing = false;
     let result = loop {
         tokio::select! {
@@ -136,6 +139,7 @@ async fn serve_http2<S, B>(
     peer: SocketAddr,
     service: Arc<S>,
     shutdown: Shutdown,
+    drain: CancellationToken,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
     S::Future: Send + 'static,
@@ -148,7 +152,7 @@ async fn serve_http2<S, B>(
         .timer(TokioTimer::new())
         .serve_connection(
             TokioIo::new(io),
-            Tracked::new(service, shutdown.clone(), false),
+            Tracked::new(service, shutdown.clone(), None),
         );
     let mut conn = pin!(conn);
     let mut going_away = false;
@@ -157,7 +161,7 @@ async fn serve_http2<S, B>(
             biased;
             _ = shutdown.forced() => return,
             result = conn.as_mut() => break result,
-            _ = shutdown.draining(), if !going_away => {
+            _ = drain.cancelled(), if !going_away => {
                 // GOAWAY(2^31-1) and a PING, then the real last stream id once
                 // the PING comes back (h2 does the two steps of RFC 9113 §6.8).
                 going_away = true;
@@ -168,6 +172,15 @@ async fn serve_http2<S, B>(
     if let Err(e) = result {
         tracing::debug!(%peer, "http/2 connection ended with an error: {e}");
     }
+}
+
+/// Resolves once a connection with no request in flight should close: the
+/// idle grace after its listener began draining (on shutdown, the
+/// shutdown's grace; when only its listener was removed, the default).
+async fn idle_deadline(shutdown: &Shutdown, drain: &CancellationToken) {
+    drain.cancelled().await;
+    let grace = shutdown.settings().unwrap_or_default().idle_grace;
+    tokio::time::sleep(grace).await
 }
 
 async fn linger_close<IO>(mut io: IO, shutdown: &Shutdown)

@@ -5,15 +5,17 @@ mod conn;
 mod detect;
 mod tracked;
 
+use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Request, Response};
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper::service::Service;
+use tokio_util::sync::CancellationToken;
 
 use crate::drain::{Outcome, Shutdown};
 use crate::error::BoxError;
@@ -115,32 +117,115 @@ where
         self
     }
 
-    /// Spawns the accept loops on the shutdown's tracker and returns.
+    /// Spawns the accept loops on the shutdown's tracker and returns a
+    /// handle to add and remove listeners while serving.
     ///
     /// # Panics
     /// Outside a tokio runtime.
-    pub fn start(self) {
-        for listener in self.listeners {
-            tracing::info!(addr = %listener.local_addr(), "listening on {}", listener.local_addr());
-            let service = self.service.clone();
-            let shutdown = self.shutdown.clone();
-            let settings = self.settings;
-            self.shutdown.tracker().spawn(async move {
-                let tracker = shutdown.tracker().clone();
-                let per_conn = shutdown.clone();
+    pub fn start(self) -> Running {
+        let service = self.service;
+        let settings = self.settings;
+        let shutdown = self.shutdown.clone();
+        let spawn = move |listener: Listener, stop: CancellationToken| {
+            let service = service.clone();
+            let shutdown = shutdown.clone();
+            let tracker = shutdown.tracker().clone();
+            let conn_tracker = tracker.clone();
+            let per_conn = stop.clone();
+            let open = shutdown.track_listener();
+            tracker.spawn(async move {
+                let _open = open;
                 listener
-                    .accept_until_drain(shutdown, move |stream, peer| {
-                        tracker.spawn(conn::serve(
+                    .accept_until(stop, move |stream, peer| {
+                        conn_tracker.spawn(conn::serve(
                             stream,
                             peer,
                             service.clone(),
+                            shutdown.clone(),
                             per_conn.clone(),
                             settings,
                         ));
                     })
                     .await;
             });
+        };
+        let running = Running {
+            inner: Arc::new(RunningInner {
+                shutdown: self.shutdown,
+                spawn: Box::new(spawn),
+                stops: Mutex::new(HashMap::new()),
+            }),
+        };
+        for listener in self.listeners {
+            running.add(listener);
         }
+        running
+    }
+}
+
+/// The listeners a started [`Serve`] accepts on. Cheap to clone.
+#[derive(Clone)]
+pub struct Running {
+    inner: Arc<RunningInner>,
+}
+
+type SpawnFn = dyn Fn(Listener, CancellationToken) + Send + Sync;
+
+struct RunningInner {
+    shutdown: Shutdown,
+    spawn: Box<SpawnFn>,
+    // Per listener: cancelled to stop accepting on it and drain its
+    // connections. Children of the shutdown's drain token.
+    stops: Mutex<HashMap<String, CancellationToken>>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("listeners", &self.names())
+            .finish()
+    }
+}
+
+impl Running {
+    /// Starts accepting on `listener`. A listener with the same name is
+    /// stopped first.
+    pub fn add(&self, listener: Listener) {
+        let name = listener.name().to_owned();
+        tracing::info!(name, addr = %listener.local_addr(), "listening on {}", listener.local_addr());
+        let stop = self.inner.shutdown.drain_token().child_token();
+        if let Some(previous) = self.lock().insert(name, stop.clone()) {
+            previous.cancel();
+        }
+        (self.inner.spawn)(listener, stop);
+    }
+
+    /// Stops accepting on the listener named `name` and closes it; its
+    /// connections drain as in a shutdown (HTTP/1 `Connection: close`, idle
+    /// close, HTTP/2 GOAWAY). Returns false when there is no such listener.
+    pub fn remove(&self, name: &str) -> bool {
+        match self.lock().remove(name) {
+            Some(stop) => {
+                tracing::info!(name, "stopped listening on {name}; its connections drain");
+                stop.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The names of the listeners accepting now.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.lock().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+        self.inner
+            .stops
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -158,7 +243,7 @@ where
 
     fn into_future(self) -> Self::IntoFuture {
         let shutdown = self.shutdown.clone();
-        self.start();
+        let _running = self.start();
         Box::pin(async move { shutdown.wait().await })
     }
 }

@@ -10,6 +10,8 @@ use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::service::Service;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::drain::{RequestGuard, Shutdown};
 
 /// Wraps the user's service: each request is counted from the call until its
@@ -20,15 +22,16 @@ use crate::drain::{RequestGuard, Shutdown};
 pub(crate) struct Tracked<S> {
     inner: S,
     shutdown: Shutdown,
-    http1: bool,
+    // HTTP/1 only: the connection's drain, which decides `Connection: close`.
+    close_on: Option<CancellationToken>,
 }
 
 impl<S> Tracked<S> {
-    pub(crate) fn new(inner: S, shutdown: Shutdown, http1: bool) -> Self {
+    pub(crate) fn new(inner: S, shutdown: Shutdown, close_on: Option<CancellationToken>) -> Self {
         Tracked {
             inner,
             shutdown,
-            http1,
+            close_on,
         }
     }
 }
@@ -48,7 +51,7 @@ where
             // `poll_without_shutdown`, which the drain needs, requires it.
             inner: Box::pin(self.inner.call(req)),
             guard: Some(guard),
-            close: self.http1.then(|| self.shutdown.clone()),
+            close: self.close_on.clone(),
         }
     }
 }
@@ -57,7 +60,7 @@ pin_project_lite::pin_project! {
     pub(crate) struct ResponseFuture<F> {
         inner: Pin<Box<F>>,
         guard: Option<RequestGuard>,
-        close: Option<Shutdown>,
+        close: Option<CancellationToken>,
     }
 }
 
@@ -70,7 +73,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut res = ready!(this.inner.as_mut().poll(cx))?;
-        if this.close.as_ref().is_some_and(Shutdown::is_draining) {
+        if this
+            .close
+            .as_ref()
+            .is_some_and(CancellationToken::is_cancelled)
+        {
             res.headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
