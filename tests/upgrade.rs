@@ -186,7 +186,7 @@ fn a_slow_request_on_the_old_process_completes_while_the_new_one_serves() {
 fn a_new_binary_that_exits_leaves_the_old_one_serving_and_the_next_upgrade_works() {
     let dir = tempfile::tempdir().unwrap();
     let program = private_binary(dir.path());
-    let grace = Grace::start_program(&program, dir, &config("m", "", ""), &[]);
+    let grace = Grace::start_program(&program, dir, &config("m", "", ""), &[], &[]);
     let load = Load::start(grace.addr(), 2, 2, "m");
     eventually(SOON, "the load to get going", || {
         (load.ok() > 50).then_some(())
@@ -233,6 +233,7 @@ fn a_new_process_that_never_gets_ready_is_stopped_at_the_timeout() {
         &program,
         dir,
         &config("m", "upgrade_timeout = \"1s\"", ""),
+        &[],
         &[],
     );
     install(&program, b"#!/bin/sh\nexec sleep 60\n", 0o755);

@@ -38,7 +38,7 @@ pub struct Log {
 }
 
 impl Log {
-    fn capture(stream: impl std::io::Read + Send + 'static) -> Log {
+    pub fn capture(stream: impl std::io::Read + Send + 'static) -> Log {
         let log = Log::default();
         let sink = log.clone();
         std::thread::spawn(move || {
@@ -102,12 +102,14 @@ impl Grace {
     }
 
     pub fn start_with(config: &str, extra_args: &[&str]) -> Grace {
-        Self::start_program(
-            Path::new(BIN),
-            tempfile::tempdir().unwrap(),
-            config,
-            extra_args,
-        )
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_program(Path::new(BIN), dir, config, extra_args, &[])
+    }
+
+    /// Starts grace with extra environment variables.
+    pub fn start_env(config: &str, env: &[(&str, &str)]) -> Grace {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_program(Path::new(BIN), dir, config, &[], env)
     }
 
     /// Starts `program` (a copy of grace, say) with its files in `dir`.
@@ -116,14 +118,19 @@ impl Grace {
         dir: tempfile::TempDir,
         config: &str,
         extra_args: &[&str],
+        env: &[(&str, &str)],
     ) -> Grace {
         std::fs::write(dir.path().join("grace.toml"), config).unwrap();
-        let mut child = Command::new(program)
-            .arg("--config")
-            .arg(dir.path().join("grace.toml"))
+        let own_config = !extra_args.contains(&"--config");
+        let mut command = Command::new(program);
+        if own_config {
+            command.arg("--config").arg(dir.path().join("grace.toml"));
+        }
+        let mut child = command
             .arg("--pid-file")
             .arg(dir.path().join("grace.pid"))
             .args(extra_args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -56,6 +56,9 @@ pub struct ServeArgs {
     /// Write the server's pid here once it listens; removed at exit.
     #[arg(long, value_name = "PATH")]
     pub pid_file: Option<PathBuf>,
+    /// Reload when the config file changes (as `[server] watch = true`).
+    #[arg(long)]
+    pub watch: bool,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use grace::handoff::{Handoff, Inherited};
+use grace::notify::Notifier;
 use grace::pidfile::PidFile;
 use grace::reload::Commit;
 use grace::signals::Signals;
@@ -115,12 +116,42 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
     let reloader = Reloader::new(config.clone(), move || source_for_reload.load())
         .with_prepare(listen_changes(running, handoff.clone()));
     follow_upgrade_timeout(&config, handoff.clone());
+    let server = &config.load().server;
+    if args.watch || server.watch {
+        match &source {
+            Source::File(path) => {
+                if let Err(e) =
+                    grace::watch::watch(path.clone(), reloader.clone(), server.watch_debounce)
+                {
+                    eprintln!("error: {e}");
+                    return exit::OSERR;
+                }
+            }
+            Source::Embedded => tracing::warn!("--watch ignored: no config file to watch"),
+        }
+    }
     tracing::info!(
         pid = std::process::id(),
         generation = 1,
         config = %source.origin(),
         "ready"
     );
+    let notifier = match Notifier::from_env() {
+        Ok(notifier) => notifier.map(Arc::new),
+        Err(e) => {
+            tracing::warn!("NOTIFY_SOCKET is unusable, not notifying systemd: {e}");
+            None
+        }
+    };
+    if let Some(notifier) = &notifier {
+        // Signal handlers are installed (above): READY=1 may go out.
+        let status = "serving generation 1";
+        if ready_pipe.is_some() {
+            notifier.ready_as_main(status);
+        } else {
+            notifier.ready(status);
+        }
+    }
     if let Some(pipe) = ready_pipe {
         if let Err(e) = pipe.notify() {
             tracing::warn!("the process that started us is gone, serving on: {e}");
@@ -133,6 +164,10 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
         idle_grace: config.server.idle_grace,
     })
     .with_handoff(handoff);
+    let lifecycle = match notifier {
+        Some(notifier) => lifecycle.with_notifier(notifier),
+        None => lifecycle,
+    };
     let outcome = lifecycle.run(signals).await;
     drop(pid_file);
     let code = match outcome {

@@ -13,9 +13,11 @@ pub mod handoff;
 pub mod http;
 pub mod lifecycle;
 pub mod listener;
+pub mod notify;
 pub mod pidfile;
 pub mod reload;
 pub mod signals;
+pub mod watch;
 
 pub use config::{Reloadable, Snapshot};
 pub use drain::{DrainSettings, ForceReason, Outcome, Phase, Shutdown};
@@ -23,4 +25,4 @@ pub use error::{BindError, BoxError, ReloadError};
 pub use http::{serve, Running, Serve};
 pub use lifecycle::Lifecycle;
 pub use listener::Listener;
-pub use reload::{Reloader, Ticket, Verdict};
+pub use reload::{ReloadEvent, Reloader, Ticket, Verdict};

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::drain::{DrainSettings, ForceReason, Outcome, Shutdown};
 use crate::handoff::Handoff;
+use crate::notify::Notifier;
 use crate::reload::Reloader;
 use crate::signals::{Event, Signal, Signals};
 
@@ -45,6 +46,7 @@ pub struct Lifecycle<T> {
     shutdown: Shutdown,
     drain_settings: Arc<SettingsFn<T>>,
     handoff: Option<Arc<Handoff>>,
+    notifier: Option<Arc<Notifier>>,
 }
 
 impl<T> std::fmt::Debug for Lifecycle<T> {
@@ -68,7 +70,17 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
             shutdown,
             drain_settings: Arc::new(drain_settings),
             handoff: None,
+            notifier: None,
         }
+    }
+
+    /// Reports to systemd through `notifier` (see [`crate::notify`]): reloads,
+    /// the shutdown, watchdog pings; silenced once an upgrade's new process
+    /// took over as the main one.
+    pub fn with_notifier(mut self, notifier: Arc<Notifier>) -> Self {
+        crate::notify::attach(notifier.clone(), &self.reloader, &self.shutdown);
+        self.notifier = Some(notifier);
+        self
     }
 
     /// Enables upgrades through `handoff`.
@@ -109,6 +121,7 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
         let shutdown = self.shutdown.clone();
         let reloader = self.reloader.clone();
         let drain_settings = self.drain_settings.clone();
+        let notifier = self.notifier.clone();
         tokio::spawn(async move {
             match handoff.upgrade(&shutdown).await {
                 Ok(up) => {
@@ -117,6 +130,11 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
                         elapsed_ms = up.elapsed.as_secs_f64() * 1000.0,
                         "upgrade: the new process is ready; draining this one"
                     );
+                    // The new process told systemd it is the main one; our
+                    // STOPPING=1 would now describe the service as stopping.
+                    if let Some(notifier) = &notifier {
+                        notifier.silence();
+                    }
                     reloader.close();
                     let settings = DrainSettings {
                         delay: Duration::ZERO,

@@ -48,6 +48,17 @@ pub type Commit = Box<dyn FnOnce() + Send>;
 
 type PrepareFn<T> = dyn Fn(&T, &T) -> Result<Option<Commit>, BoxError> + Send + Sync;
 
+/// A step of a reload, as seen by an observer (see [`Reloader::observe`]).
+#[derive(Debug)]
+pub enum ReloadEvent<'a> {
+    /// A load begins.
+    Started,
+    /// It ended with this verdict.
+    Finished(&'a Verdict),
+}
+
+type ObserverFn = dyn Fn(&ReloadEvent<'_>) + Send + Sync;
+
 /// Drives reloads of a [`Reloadable`]: runs the loader (read, parse,
 /// validate) off the async threads, swaps the result in when it is accepted,
 /// and reports a [`Verdict`]. Cheap to clone.
@@ -115,6 +126,9 @@ struct Inner<T> {
     closed: AtomicBool,
     loads: AtomicU64,
     prepare: std::sync::OnceLock<Box<PrepareFn<T>>>,
+    // Read once per reload, written when an observer is added: never on the
+    // request path.
+    observers: std::sync::RwLock<Vec<Box<ObserverFn>>>,
 }
 
 impl<T: Send + Sync + 'static> Reloader<T> {
@@ -142,6 +156,7 @@ impl<T: Send + Sync + 'static> Reloader<T> {
             closed: AtomicBool::new(false),
             loads: AtomicU64::new(0),
             prepare: std::sync::OnceLock::new(),
+            observers: std::sync::RwLock::new(Vec::new()),
         });
         tokio::spawn(worker(inner.clone()));
         Reloader { inner }
@@ -168,6 +183,17 @@ impl<T: Send + Sync + 'static> Reloader<T> {
             panic!("Reloader::with_prepare called twice");
         }
         self
+    }
+
+    /// Calls `observer` when each load starts and when it finishes (systemd's
+    /// `RELOADING=1` … `READY=1`, metrics). It runs on the reload worker:
+    /// keep it short.
+    pub fn observe(&self, observer: impl Fn(&ReloadEvent<'_>) + Send + Sync + 'static) {
+        self.inner
+            .observers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Box::new(observer));
     }
 
     /// The configuration this reloader swaps.
@@ -227,6 +253,18 @@ impl<T: Send + Sync + 'static> Reloader<T> {
     }
 }
 
+impl<T> Inner<T> {
+    fn emit(&self, event: &ReloadEvent<'_>) {
+        let observers = self
+            .observers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for observe in observers.iter() {
+            observe(event);
+        }
+    }
+}
+
 async fn worker<T: Send + Sync + 'static>(inner: Arc<Inner<T>>) {
     loop {
         inner.wake.notified().await;
@@ -244,7 +282,9 @@ async fn worker<T: Send + Sync + 'static>(inner: Arc<Inner<T>>) {
         if upto == inner.done.borrow().upto {
             continue;
         }
+        inner.emit(&ReloadEvent::Started);
         let verdict = load_once(&inner).await;
+        inner.emit(&ReloadEvent::Finished(&verdict));
         inner.done.send_replace(Done {
             upto,
             last: Some(LastReload {

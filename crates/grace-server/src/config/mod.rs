@@ -44,6 +44,9 @@ pub struct Server {
     pub shutdown_delay: Duration,
     pub idle_grace: Duration,
     pub upgrade_timeout: Duration,
+    /// Reload when the config file changes.
+    pub watch: bool,
+    pub watch_debounce: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -179,6 +182,13 @@ impl Checker {
                 Duration::from_secs(30),
                 Duration::from_millis(100)..=Duration::from_secs(3600),
                 "upgrade_timeout",
+            )?,
+            watch: raw.watch.unwrap_or(false),
+            watch_debounce: self.duration(
+                raw.watch_debounce,
+                Duration::from_millis(200),
+                Duration::from_millis(10)..=Duration::from_secs(60),
+                "watch_debounce",
             )?,
         })
     }

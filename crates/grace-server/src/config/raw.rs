@@ -26,6 +26,8 @@ pub struct RawServer {
     pub shutdown_delay: Option<Spanned<String>>,
     pub idle_grace: Option<Spanned<String>>,
     pub upgrade_timeout: Option<Spanned<String>>,
+    pub watch: Option<bool>,
+    pub watch_debounce: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -303,11 +303,19 @@ impl Handoff {
         drop(guard);
         let fds_count = n.to_string();
         let ready_fd = ready_target.to_string();
+        // Our activation variables are replaced, and WATCHDOG_PID names us:
+        // once the child is the main process, the watchdog is its to feed.
         let inherited: Vec<(OsString, OsString)> = std::env::vars_os()
             .filter(|(k, _)| {
                 !matches!(
                     k.to_str(),
-                    Some("LISTEN_PID" | "LISTEN_FDS" | "LISTEN_FDNAMES" | READY_FD_VAR)
+                    Some(
+                        "LISTEN_PID"
+                            | "LISTEN_FDS"
+                            | "LISTEN_FDNAMES"
+                            | "WATCHDOG_PID"
+                            | READY_FD_VAR
+                    )
                 )
             })
             .collect();
