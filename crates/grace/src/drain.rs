@@ -151,7 +151,7 @@ impl Outcome {
 /// let shutdown = Shutdown::new();
 /// // A long request, tracked like a connection would be.
 /// let request = shutdown.track_request();
-/// shutdown.tracker().spawn(async move {
+/// shutdown.spawn(async move {
 ///     tokio::time::sleep(Duration::from_secs(2)).await;
 ///     drop(request);
 /// });
@@ -253,8 +253,21 @@ impl Shutdown {
 
     /// The tracker every accept loop and connection task is spawned on. The
     /// shutdown is over when it is closed and empty.
-    pub fn tracker(&self) -> &TaskTracker {
+    pub(crate) fn tracker(&self) -> &TaskTracker {
         &self.inner.tracker
+    }
+
+    /// Spawns `task` as work the shutdown waits for: a connection of a
+    /// non-HTTP service, say. The drain is over when every such task is.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.inner.tracker.spawn(task)
     }
 
     /// The token cancelled when the drain starts; per-listener drains are

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::drain::{DrainSettings, ForceReason, Outcome, Shutdown};
 use crate::handoff::Handoff;
+#[cfg(feature = "systemd")]
 use crate::notify::Notifier;
 use crate::reload::Reloader;
 use crate::signals::{Event, Signal, Signals};
@@ -46,6 +47,7 @@ pub struct Lifecycle<T> {
     shutdown: Shutdown,
     drain_settings: Arc<SettingsFn<T>>,
     handoff: Option<Arc<Handoff>>,
+    #[cfg(feature = "systemd")]
     notifier: Option<Arc<Notifier>>,
 }
 
@@ -70,10 +72,12 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
             shutdown,
             drain_settings: Arc::new(drain_settings),
             handoff: None,
+            #[cfg(feature = "systemd")]
             notifier: None,
         }
     }
 
+    #[cfg(feature = "systemd")]
     /// Reports to systemd through `notifier` (see [`crate::notify`]): reloads,
     /// the shutdown, watchdog pings; silenced once an upgrade's new process
     /// took over as the main one.
@@ -121,6 +125,7 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
         let shutdown = self.shutdown.clone();
         let reloader = self.reloader.clone();
         let drain_settings = self.drain_settings.clone();
+        #[cfg(feature = "systemd")]
         let notifier = self.notifier.clone();
         tokio::spawn(async move {
             match handoff.upgrade(&shutdown).await {
@@ -132,6 +137,7 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
                     );
                     // The new process told systemd it is the main one; our
                     // STOPPING=1 would now describe the service as stopping.
+                    #[cfg(feature = "systemd")]
                     if let Some(notifier) = &notifier {
                         notifier.silence();
                     }

@@ -54,6 +54,20 @@ impl Listener {
         })
     }
 
+    /// Accepts one connection: for services that run their own accept loop
+    /// (non-HTTP ones). Select it against [`Shutdown::draining`] to stop.
+    ///
+    /// [`Shutdown::draining`]: crate::Shutdown::draining
+    ///
+    /// # Cancel safety
+    /// Cancel safe: no connection is lost by dropping it.
+    ///
+    /// # Errors
+    /// As `accept(2)`.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        self.inner.accept().await
+    }
+
     /// Serves an already listening socket (inherited, or made by the caller)
     /// under `name`.
     ///

@@ -39,7 +39,7 @@ pub struct WatchError {
     pub path: PathBuf,
     /// Why.
     #[source]
-    pub source: notify::Error,
+    pub source: io::Error,
 }
 
 /// Watches `path` and reloads through `reloader` when its content changes.
@@ -76,17 +76,17 @@ pub fn watch<T: Send + Sync + 'static>(
             waker.notify_one();
         }
     })
-    .map_err(|source| WatchError {
+    .map_err(|e| WatchError {
         path: path.clone(),
-        source,
+        source: io::Error::other(e),
     })?;
     let mut watched = Vec::new();
     for dir in dirs_of(&path) {
         watcher
             .watch(&dir, RecursiveMode::NonRecursive)
-            .map_err(|source| WatchError {
+            .map_err(|e| WatchError {
                 path: dir.clone(),
-                source,
+                source: io::Error::other(e),
             })?;
         watched.push(dir);
     }

@@ -21,8 +21,6 @@ use crate::drain::{Outcome, Shutdown};
 use crate::error::BoxError;
 use crate::listener::Listener;
 
-pub use tracked::TrackedBody;
-
 /// Per-connection limits.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnSettings {
@@ -81,6 +79,45 @@ where
         shutdown: shutdown.clone(),
         settings: ConnSettings::default(),
     }
+}
+
+/// As [`serve`], for a tower service such as an axum `Router`.
+///
+/// # Example
+///
+/// ```no_run
+/// use grace::{Listener, Shutdown};
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # fn router() -> axum::Router { axum::Router::new() }
+/// let shutdown = Shutdown::new();
+/// let listener = Listener::bind("127.0.0.1:8080".parse()?)?;
+/// let outcome = grace::serve_tower(vec![listener], router(), &shutdown).await;
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "tower")]
+pub fn serve_tower<S, B>(
+    listeners: Vec<Listener>,
+    service: S,
+    shutdown: &Shutdown,
+) -> Serve<hyper_util::service::TowerToHyperService<S>>
+where
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    serve(
+        listeners,
+        hyper_util::service::TowerToHyperService::new(service),
+        shutdown,
+    )
 }
 
 /// A server ready to start; see [`serve`].

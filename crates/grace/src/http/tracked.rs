@@ -91,7 +91,7 @@ where
 
 pin_project_lite::pin_project! {
     /// A response body that keeps its request counted until it is done.
-    pub struct TrackedBody<B> {
+    pub(crate) struct TrackedBody<B> {
         #[pin]
         inner: B,
         _guard: Option<RequestGuard>,

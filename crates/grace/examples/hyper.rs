@@ -1,0 +1,38 @@
+//! A plain hyper service under grace's lifecycle.
+//!
+//! ```sh
+//! echo hello > greeting.txt
+//! cargo run --example hyper -- greeting.txt 127.0.0.1:3000
+//! ```
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{service::service_fn, Response};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    let mut args = std::env::args().skip(1);
+    let path = args.next().unwrap_or_else(|| "greeting.txt".into());
+    let addr = args
+        .next()
+        .unwrap_or_else(|| "127.0.0.1:3000".into())
+        .parse()?;
+
+    let load = move || std::fs::read_to_string(&path);
+    let outcome = grace::Server::new(load)
+        .listen(addr)
+        .run(|greeting, _shutdown| {
+            service_fn(move |_request| {
+                // One snapshot per request: a reload never tears a response.
+                let body = Bytes::from(greeting.load().trim().to_owned());
+                async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
+            })
+        })
+        .await?;
+    std::process::exit(if outcome.is_clean() { 0 } else { 75 });
+}
