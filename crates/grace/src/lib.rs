@@ -7,12 +7,14 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod control;
 pub mod drain;
 mod error;
 pub mod handoff;
 pub mod http;
 pub mod lifecycle;
 pub mod listener;
+pub mod metrics;
 pub mod pidfile;
 pub mod reload;
 pub mod signals;
@@ -21,6 +23,6 @@ pub use config::{Reloadable, Snapshot};
 pub use drain::{DrainSettings, ForceReason, Outcome, Phase, Shutdown};
 pub use error::{BindError, BoxError, ReloadError};
 pub use http::{serve, Running, Serve};
-pub use lifecycle::Lifecycle;
+pub use lifecycle::{Controller, Lifecycle};
 pub use listener::Listener;
 pub use reload::{Reloader, Ticket, Verdict};

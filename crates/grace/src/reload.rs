@@ -114,6 +114,9 @@ struct Inner<T> {
     done: watch::Sender<Done>,
     closed: AtomicBool,
     loads: AtomicU64,
+    // Verdicts of loads that ran, for metrics: accepted, rejected.
+    accepted: AtomicU64,
+    rejected: AtomicU64,
     prepare: std::sync::OnceLock<Box<PrepareFn<T>>>,
 }
 
@@ -141,6 +144,8 @@ impl<T: Send + Sync + 'static> Reloader<T> {
             }),
             closed: AtomicBool::new(false),
             loads: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
             prepare: std::sync::OnceLock::new(),
         });
         tokio::spawn(worker(inner.clone()));
@@ -225,6 +230,18 @@ impl<T: Send + Sync + 'static> Reloader<T> {
     pub fn loads(&self) -> u64 {
         self.inner.loads.load(Ordering::Relaxed)
     }
+
+    /// How many loads were accepted and swapped in (the initial
+    /// configuration is not counted).
+    pub fn accepted(&self) -> u64 {
+        self.inner.accepted.load(Ordering::Relaxed)
+    }
+
+    /// How many loads were rejected. Reloads refused during shutdown did not
+    /// load anything and are not counted.
+    pub fn rejected(&self) -> u64 {
+        self.inner.rejected.load(Ordering::Relaxed)
+    }
 }
 
 async fn worker<T: Send + Sync + 'static>(inner: Arc<Inner<T>>) {
@@ -283,6 +300,7 @@ async fn load_once<T: Send + Sync + 'static>(inner: &Arc<Inner<T>>) -> Verdict {
             if let Some(commit) = commit {
                 commit();
             }
+            inner.accepted.fetch_add(1, Ordering::Relaxed);
             tracing::info!(
                 generation,
                 previous,
@@ -292,6 +310,7 @@ async fn load_once<T: Send + Sync + 'static>(inner: &Arc<Inner<T>>) -> Verdict {
             Ok(generation)
         }
         Err(error) => {
+            inner.rejected.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 generation = previous,
                 elapsed_ms = ms(elapsed),
