@@ -26,6 +26,8 @@ pub struct RawServer {
     pub shutdown_delay: Option<Spanned<String>>,
     pub idle_grace: Option<Spanned<String>>,
     pub upgrade_timeout: Option<Spanned<String>>,
+    pub control_socket: Option<Spanned<String>>,
+    pub admin_listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
