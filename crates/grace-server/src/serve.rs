@@ -207,7 +207,13 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
         Some(socket) => {
             let path = socket.path().display().to_string();
             let info = ServerInfo::new(match &source {
-                Source::File(path) => Some(path.display().to_string()),
+                // Absolute: the operator may ask from another directory.
+                Source::File(path) => Some(
+                    std::path::absolute(path)
+                        .unwrap_or_else(|_| path.clone())
+                        .display()
+                        .to_string(),
+                ),
                 Source::Embedded => None,
             });
             match ControlServer::start(socket, lifecycle.controller(), info) {

@@ -154,6 +154,7 @@ async fn handle<T: Send + Sync + 'static>(stream: UnixStream, ctx: Arc<Context<T
     let Ok(_slot) = ctx.slots.clone().try_acquire_owned() else {
         conn.error(ErrorKind::Busy, "too many control connections; try again")
             .await;
+        conn.linger().await;
         return;
     };
     let peer = match rustix::net::sockopt::socket_peercred(&conn.stream) {
@@ -176,6 +177,7 @@ async fn handle<T: Send + Sync + 'static>(stream: UnixStream, ctx: Arc<Context<T
             &format!("uid {peer_uid} may not control this server"),
         )
         .await;
+        conn.linger().await;
         return;
     }
     let request = match conn.read_request().await {
@@ -184,6 +186,7 @@ async fn handle<T: Send + Sync + 'static>(stream: UnixStream, ctx: Arc<Context<T
         Err((kind, message)) => {
             tracing::info!(peer_pid, "control request refused: {message}");
             conn.error(kind, &message).await;
+            conn.linger().await;
             return;
         }
     };
@@ -382,6 +385,20 @@ impl Conn {
             Ok(Ok(())) => Ok(()),
             _ => Err(()),
         }
+    }
+
+    /// Closes after an error while the client may still be sending: closing
+    /// with unread bytes would reset the connection and could destroy the
+    /// error line before the client reads it. So: end our side, then read
+    /// and discard for a moment (bounded in time and bytes).
+    async fn linger(&mut self) {
+        let _ = self.stream.shutdown().await;
+        let mut sink = (&mut self.stream).take(1 << 20);
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            tokio::io::copy(&mut sink, &mut tokio::io::sink()),
+        )
+        .await;
     }
 
     async fn error(&mut self, kind: ErrorKind, message: &str) {
