@@ -140,10 +140,9 @@ impl<T: Send + Sync + 'static> Collector for MetricsCollector<T> {
             ],
         )?;
         let last = self.reloader.last();
-        let successful = last.as_ref().map_or(
-            true,
-            |l| !matches!(l.verdict, Err(ref e) if !is_shutdown(e)),
-        );
+        let successful = last
+            .as_ref()
+            .is_none_or(|l| !matches!(l.verdict, Err(ref e) if !is_shutdown(e)));
         gauge(
             e,
             "grace_config_last_reload_successful",
