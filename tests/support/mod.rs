@@ -160,6 +160,30 @@ impl Grace {
         grace
     }
 
+    /// Starts grace with a control socket at `control_socket()`.
+    pub fn start_controlled(config: &str) -> Grace {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("control.sock");
+        Self::start_program(
+            Path::new(BIN),
+            dir,
+            config,
+            &["--control-socket", socket.to_str().unwrap()],
+            &[],
+        )
+    }
+
+    /// Where `start_controlled` put the control socket.
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir.path().join("control.sock")
+    }
+
+    /// Sends one raw request line on the control socket; returns the reply
+    /// lines, read until the server closes.
+    pub fn control(&self, request: &str) -> Vec<serde_json::Value> {
+        control_lines(&self.control_socket(), request)
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
     }
@@ -289,4 +313,28 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
 /// A config listening on an ephemeral loopback port, with `extra` appended.
 pub fn config(message: &str, server_extra: &str, rest: &str) -> String {
     format!("message = {message:?}\n[server]\nlisten = [\"127.0.0.1:0\"]\n{server_extra}\n{rest}\n")
+}
+
+/// Sends `request` (a newline is added) on the control socket at `path` and
+/// returns every reply line, parsed, until the server closes the connection.
+pub fn control_lines(path: &Path, request: &str) -> Vec<serde_json::Value> {
+    use std::io::Write;
+    let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
+    stream.set_read_timeout(Some(SOON)).unwrap();
+    writeln!(stream, "{request}").unwrap();
+    BufReader::new(stream)
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect()
+}
+
+/// Parses a Prometheus/OpenMetrics text scrape into `name{labels}` → value.
+pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').unwrap();
+            (name.to_owned(), value.parse().unwrap())
+        })
+        .collect()
 }

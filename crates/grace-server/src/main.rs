@@ -2,19 +2,19 @@
 //! command line, the configuration schema, the routes and the log format.
 
 mod cli;
+mod client;
 mod config;
-mod control;
 mod exit;
 mod logging;
+mod metrics;
 mod routes;
 mod serve;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use rustix::process::Signal;
-
 use cli::{Cli, Command};
+use client::Action;
 use config::Source;
 
 fn main() -> ExitCode {
@@ -34,9 +34,10 @@ fn main() -> ExitCode {
         None => serve::run(cli.serve),
         Some(Command::Serve(args)) => serve::run(args),
         Some(Command::Check(args)) => check(&source(args.config)),
-        Some(Command::Reload(args)) => control::send(&args.pid_file, Signal::HUP, "SIGHUP"),
-        Some(Command::Stop(args)) => control::send(&args.pid_file, Signal::TERM, "SIGTERM"),
-        Some(Command::Upgrade(args)) => control::upgrade(&args.pid_file.pid_file, args.timeout),
+        Some(Command::Status(args)) => client::run(Action::Status, &args),
+        Some(Command::Reload(args)) => client::run(Action::Reload, &args),
+        Some(Command::Upgrade(args)) => client::run(Action::Upgrade, &args),
+        Some(Command::Stop(args)) => client::run(Action::Stop { wait: args.wait }, &args.client),
     };
     ExitCode::from(code)
 }

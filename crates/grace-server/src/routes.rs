@@ -11,7 +11,10 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::service::Service;
 
-use crate::config::Config;
+use std::sync::Arc;
+
+use crate::config::{Config, METRICS_PATH};
+use crate::metrics::Metrics;
 use grace::{Reloadable, Shutdown};
 
 /// The server's HTTP service. Each request reads one configuration snapshot
@@ -21,21 +24,53 @@ use grace::{Reloadable, Shutdown};
 pub struct App {
     config: Reloadable<Config>,
     shutdown: Shutdown,
+    // Served at /metrics when set.
+    metrics: Option<Arc<Metrics>>,
+    // The admin listener answers only grace's own endpoints.
+    admin: bool,
 }
 
 impl App {
     pub fn new(config: Reloadable<Config>, shutdown: Shutdown) -> Self {
-        App { config, shutdown }
+        App {
+            config,
+            shutdown,
+            metrics: None,
+            admin: false,
+        }
+    }
+
+    /// Serves `metrics` at `/metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Only grace's own endpoints: `/metrics`, `/healthz`, `/readyz`.
+    pub fn admin(mut self) -> Self {
+        self.admin = true;
+        self
     }
 
     fn respond(&self, path: &str) -> (Response<Full<Bytes>>, std::time::Duration) {
         match path {
+            METRICS_PATH if self.metrics.is_some() => (
+                self.metrics.as_ref().map_or_else(
+                    || plain(StatusCode::NOT_FOUND, "not found\n"),
+                    |m| m.respond(),
+                ),
+                Default::default(),
+            ),
             "/healthz" => (plain(StatusCode::OK, "ok\n"), Default::default()),
             "/readyz" if self.shutdown.is_ready() => {
                 (plain(StatusCode::OK, "ready\n"), Default::default())
             }
             "/readyz" => (
                 plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
+                Default::default(),
+            ),
+            _ if self.admin => (
+                plain(StatusCode::NOT_FOUND, "not found\n"),
                 Default::default(),
             ),
             _ => {

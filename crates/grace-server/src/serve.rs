@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use grace::control::{BindMode, ControlServer, ControlSocket, ControlSocketError, ServerInfo};
 use grace::handoff::{Handoff, Inherited};
+use grace::metrics::{MetricsCollector, RequestStats};
 use grace::notify::Notifier;
 use grace::pidfile::PidFile;
 use grace::reload::Commit;
@@ -14,6 +16,7 @@ use grace::{
 
 use crate::cli::ServeArgs;
 use crate::config::{Config, Source};
+use crate::metrics::{ConfigCollector, Metrics};
 use crate::routes::App;
 use crate::{exit, logging};
 
@@ -52,6 +55,37 @@ pub fn run(args: ServeArgs) -> u8 {
 }
 
 async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: Inherited) -> u8 {
+    let started = std::time::SystemTime::now();
+    // A parent that started us writes our pid into the file once we are
+    // ready, and hands us its control socket's path at the same moment.
+    let ready_pipe = inherited.take_ready_pipe();
+    let control_path = args
+        .control_socket
+        .clone()
+        .or_else(|| config.server.control_socket.clone());
+    // Before listening: a second server started by mistake on a live
+    // server's control socket must fail before it touches anything else.
+    let control_socket = match &control_path {
+        None => None,
+        Some(path) => {
+            let mode = if ready_pipe.is_some() {
+                BindMode::Takeover
+            } else {
+                BindMode::Exclusive
+            };
+            match ControlSocket::bind(path, mode) {
+                Ok(socket) => Some(socket),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    tracing::error!("refusing to start: {e}");
+                    return match e {
+                        ControlSocketError::InUse { .. } => exit::UNAVAILABLE,
+                        _ => exit::CANTCREAT,
+                    };
+                }
+            }
+        }
+    };
     // Before listening: from the first accepted connection on, a signal must
     // mean a graceful shutdown, never the default "terminate now".
     let signals = match Signals::install() {
@@ -90,8 +124,21 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
         }
     }
 
-    // A parent that started us writes our pid into the file once we are ready.
-    let ready_pipe = inherited.take_ready_pipe();
+    let admin = match admin_listener(&config, &mut inherited) {
+        Ok(admin) => admin,
+        Err(message) => {
+            eprintln!("error: {message}");
+            tracing::error!("refusing to start: {message}");
+            return exit::UNAVAILABLE;
+        }
+    };
+    inherited.close_unclaimed();
+    if let Some(listener) = &admin {
+        if let Err(e) = handoff.register(listener) {
+            tracing::warn!("upgrades will not pass the admin socket: {e}");
+        }
+    }
+
     let pid_file = match &args.pid_file {
         None => None,
         Some(path) if ready_pipe.is_some() => Some(PidFile::adopt(path)),
@@ -107,12 +154,28 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
     let shutdown = Shutdown::new();
     let config = Reloadable::new(config);
     let source_for_reload = source.clone();
-    let running = grace::serve(
-        listeners,
-        App::new(config.clone(), shutdown.clone()),
-        &shutdown,
-    )
-    .start();
+    let metrics = Metrics::new();
+    let stats = RequestStats::new();
+    let app = App::new(config.clone(), shutdown.clone());
+    let main_app = match admin {
+        // Metrics only on the admin address when there is one: the main
+        // listeners may face the internet.
+        Some(_) => app.clone(),
+        None => app.clone().with_metrics(metrics.clone()),
+    };
+    let running = grace::serve(listeners, main_app, &shutdown)
+        .observe(stats.clone())
+        .start();
+    if let Some(admin) = admin {
+        tracing::info!(addr = %admin.local_addr(), "metrics on the admin address only");
+        // Not observed: scrapes are not the traffic being measured.
+        let _admin = grace::serve(
+            vec![admin],
+            app.with_metrics(metrics.clone()).admin(),
+            &shutdown,
+        )
+        .start();
+    }
     let reloader = Reloader::new(config.clone(), move || source_for_reload.load())
         .with_prepare(listen_changes(running, handoff.clone()));
     follow_upgrade_timeout(&config, handoff.clone());
@@ -130,6 +193,17 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
             Source::Embedded => tracing::warn!("--watch ignored: no config file to watch"),
         }
     }
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(
+        MetricsCollector::new(reloader.clone(), shutdown.clone())
+            .with_handoff(handoff.clone())
+            .with_requests(stats)
+            .started_at(started),
+    ));
+    registry.register_collector(Box::new(ConfigCollector {
+        config: config.clone(),
+    }));
+    metrics.install(registry);
     tracing::info!(
         pid = std::process::id(),
         generation = 1,
@@ -143,8 +217,51 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
             None
         }
     };
+
+    let lifecycle = Lifecycle::new(reloader, shutdown, |config: &Config| DrainSettings {
+        delay: config.server.shutdown_delay,
+        timeout: config.server.shutdown_timeout,
+        idle_grace: config.server.idle_grace,
+    })
+    .with_handoff(handoff);
+    let lifecycle = match notifier.clone() {
+        Some(notifier) => lifecycle.with_notifier(notifier),
+        None => lifecycle,
+    };
+    let control = match control_socket {
+        None => None,
+        Some(socket) => {
+            let path = socket.path().display().to_string();
+            let info = ServerInfo::new(match &source {
+                // Absolute: the operator may ask from another directory.
+                Source::File(path) => Some(
+                    std::path::absolute(path)
+                        .unwrap_or_else(|_| path.clone())
+                        .display()
+                        .to_string(),
+                ),
+                Source::Embedded => None,
+            });
+            match ControlServer::start(socket, lifecycle.controller(), info) {
+                Ok(mut server) => {
+                    // An upgrade's new process takes the path over only now
+                    // that it serves: until then it reaches the old one.
+                    if let Err(e) = server.publish() {
+                        tracing::error!("control socket not published: {e}");
+                    }
+                    tracing::info!(path, "control socket ready");
+                    Some(server)
+                }
+                Err(e) => {
+                    eprintln!("error: cannot serve the control socket {path}: {e}");
+                    return exit::OSERR;
+                }
+            }
+        }
+    };
+    // Everything is up: tell systemd (signal handlers are installed, above)
+    // and the process that started us, if any.
     if let Some(notifier) = &notifier {
-        // Signal handlers are installed (above): READY=1 may go out.
         let status = "serving generation 1";
         if ready_pipe.is_some() {
             notifier.ready_as_main(status);
@@ -158,17 +275,11 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
         }
     }
 
-    let lifecycle = Lifecycle::new(reloader, shutdown, |config: &Config| DrainSettings {
-        delay: config.server.shutdown_delay,
-        timeout: config.server.shutdown_timeout,
-        idle_grace: config.server.idle_grace,
-    })
-    .with_handoff(handoff);
-    let lifecycle = match notifier {
-        Some(notifier) => lifecycle.with_notifier(notifier),
-        None => lifecycle,
-    };
     let outcome = lifecycle.run(signals).await;
+    if let Some(control) = control {
+        // A `stop --wait` client gets its last line before we exit.
+        control.close(std::time::Duration::from_secs(1)).await;
+    }
     drop(pid_file);
     let code = match outcome {
         Outcome::Drained { .. } => exit::OK,
@@ -194,8 +305,27 @@ fn listen(config: &Config, inherited: &mut Inherited) -> Result<Vec<Listener>, S
         };
         listeners.push(listener);
     }
-    inherited.close_unclaimed();
     Ok(listeners)
+}
+
+/// Name of the admin socket in a hand-off: not an address, so it can never
+/// be taken for a main listener (or the other way round).
+const ADMIN_NAME: &str = "admin";
+
+/// The admin listener, when `[server] admin_listen` is set: inherited from a
+/// parent of an upgrade, or newly bound.
+fn admin_listener(config: &Config, inherited: &mut Inherited) -> Result<Option<Listener>, String> {
+    let Some(addr) = config.server.admin_listen else {
+        return Ok(None);
+    };
+    let listener = match inherited.listener(ADMIN_NAME, addr) {
+        Some(Ok(listener)) => listener,
+        Some(Err(e)) => return Err(format!("cannot use the inherited admin socket: {e}")),
+        None => Listener::bind(addr)
+            .map_err(|e| e.to_string())?
+            .with_name(ADMIN_NAME),
+    };
+    Ok(Some(listener))
 }
 
 /// Keeps the upgrade timeout in step with reloads.
@@ -219,6 +349,13 @@ fn listen_changes(
     handoff: Arc<Handoff>,
 ) -> impl Fn(&Config, &Config) -> Result<Option<Commit>, BindError> + Send + Sync + 'static {
     move |old: &Config, new: &Config| {
+        if old.server.control_socket != new.server.control_socket
+            || old.server.admin_listen != new.server.admin_listen
+        {
+            tracing::warn!(
+                "`control_socket` and `admin_listen` changes take effect at the next start or upgrade"
+            );
+        }
         let added: Vec<SocketAddr> = new
             .server
             .listen

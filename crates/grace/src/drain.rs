@@ -180,6 +180,8 @@ struct Inner {
     listeners: watch::Sender<usize>,
     on_drain: std::sync::Mutex<Vec<Box<dyn FnOnce() + Send>>>,
     started: OnceLock<Instant>,
+    // When the listeners closed and the timeout began to run.
+    drain_started: OnceLock<Instant>,
     settings: OnceLock<DrainSettings>,
     force_reason: OnceLock<ForceReason>,
     outcome: watch::Sender<Option<Outcome>>,
@@ -216,6 +218,7 @@ impl Shutdown {
                 listeners: watch::Sender::new(0),
                 on_drain: std::sync::Mutex::new(Vec::new()),
                 started: OnceLock::new(),
+                drain_started: OnceLock::new(),
                 settings: OnceLock::new(),
                 force_reason: OnceLock::new(),
                 outcome: watch::Sender::new(None),
@@ -295,6 +298,18 @@ impl Shutdown {
     /// The settings of the shutdown under way, if one began.
     pub fn settings(&self) -> Option<DrainSettings> {
         self.inner.settings.get().copied()
+    }
+
+    /// When remaining work will be forced, if a shutdown began: the end of
+    /// the delay plus the timeout, or, once the drain started, its start
+    /// plus the timeout.
+    pub fn deadline(&self) -> Option<Instant> {
+        let settings = self.settings()?;
+        let drain_start = match self.inner.drain_started.get() {
+            Some(at) => *at,
+            None => *self.inner.started.get()? + settings.delay,
+        };
+        Some(drain_start + settings.timeout)
     }
 
     /// Connections currently open.
@@ -423,6 +438,7 @@ impl Shutdown {
             _ = inner.force.cancelled() => {}
             _ = tokio::time::sleep(settings.delay) => {}
         }
+        let _ = inner.drain_started.set(Instant::now());
         self.set_phase(Phase::Draining);
         let hooks = std::mem::take(
             &mut *inner

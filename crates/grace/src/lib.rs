@@ -69,12 +69,14 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod control;
 pub mod drain;
 mod error;
 pub mod handoff;
 pub mod http;
 pub mod lifecycle;
 pub mod listener;
+pub mod metrics;
 #[cfg(feature = "systemd")]
 pub mod notify;
 pub mod pidfile;
@@ -90,7 +92,7 @@ pub use error::{BindError, BoxError, ReloadError};
 #[cfg(feature = "tower")]
 pub use http::serve_tower;
 pub use http::{serve, Running, Serve};
-pub use lifecycle::Lifecycle;
+pub use lifecycle::{Controller, Lifecycle};
 pub use listener::Listener;
 pub use reload::{ReloadEvent, Reloader, Ticket, Verdict};
 pub use server::{Server, StartError};

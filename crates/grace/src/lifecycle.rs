@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::drain::{DrainSettings, ForceReason, Outcome, Shutdown};
-use crate::handoff::Handoff;
+use crate::error::ReloadError;
+use crate::handoff::{Handoff, UpgradeError, Upgraded};
 #[cfg(feature = "systemd")]
 use crate::notify::Notifier;
-use crate::reload::Reloader;
+use crate::reload::{Reloader, Verdict};
 use crate::signals::{Event, Signal, Signals};
 
 type SettingsFn<T> = dyn Fn(&T) -> DrainSettings + Send + Sync;
@@ -43,20 +44,14 @@ type SettingsFn<T> = dyn Fn(&T) -> DrainSettings + Send + Sync;
 /// # }
 /// ```
 pub struct Lifecycle<T> {
-    reloader: Reloader<T>,
-    shutdown: Shutdown,
-    drain_settings: Arc<SettingsFn<T>>,
-    handoff: Option<Arc<Handoff>>,
-    #[cfg(feature = "systemd")]
-    notifier: Option<Arc<Notifier>>,
+    controller: Controller<T>,
 }
 
 impl<T> std::fmt::Debug for Lifecycle<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lifecycle")
-            .field("reloader", &self.reloader)
-            .field("shutdown", &self.shutdown)
-            .finish_non_exhaustive()
+            .field("controller", &self.controller)
+            .finish()
     }
 }
 
@@ -68,89 +63,71 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
         F: Fn(&T) -> DrainSettings + Send + Sync + 'static,
     {
         Lifecycle {
-            reloader,
-            shutdown,
-            drain_settings: Arc::new(drain_settings),
-            handoff: None,
-            #[cfg(feature = "systemd")]
-            notifier: None,
+            controller: Controller {
+                reloader,
+                shutdown,
+                drain_settings: Arc::new(drain_settings),
+                handoff: None,
+                #[cfg(feature = "systemd")]
+                notifier: None,
+            },
         }
     }
 
-    #[cfg(feature = "systemd")]
     /// Reports to systemd through `notifier` (see [`crate::notify`]): reloads,
     /// the shutdown, watchdog pings; silenced once an upgrade's new process
     /// took over as the main one.
+    #[cfg(feature = "systemd")]
     pub fn with_notifier(mut self, notifier: Arc<Notifier>) -> Self {
-        crate::notify::attach(notifier.clone(), &self.reloader, &self.shutdown);
-        self.notifier = Some(notifier);
+        crate::notify::attach(
+            notifier.clone(),
+            &self.controller.reloader,
+            &self.controller.shutdown,
+        );
+        self.controller.notifier = Some(notifier);
         self
     }
 
     /// Enables upgrades through `handoff`.
     pub fn with_handoff(mut self, handoff: Arc<Handoff>) -> Self {
-        self.handoff = Some(handoff);
+        self.controller.handoff = Some(handoff);
         self
+    }
+
+    /// A handle that asks for reloads, upgrades and stops programmatically
+    /// and gets their verdicts (what a control socket uses). Signals and the
+    /// handle act on the same state: a stop asked either way is one shutdown.
+    pub fn controller(&self) -> Controller<T> {
+        self.controller.clone()
     }
 
     /// Handles `event`, as a signal would. `cause` names it in the log.
     pub fn handle(&self, event: Event, cause: &str) {
+        let c = &self.controller;
         match event {
-            Event::Reload if self.shutdown.is_shutting_down() => {
+            Event::Reload if c.shutdown.is_shutting_down() => {
                 tracing::info!(cause, "reload ignored: shutting down");
             }
             Event::Reload => {
-                self.reloader.trigger();
+                c.reloader.trigger();
             }
-            Event::Shutdown if !self.shutdown.is_shutting_down() => {
-                self.reloader.close();
-                let settings = (self.drain_settings)(&self.reloader.config().load());
-                self.shutdown.begin(settings);
+            Event::Shutdown if !c.shutdown.is_shutting_down() => {
+                c.stop();
             }
             Event::Shutdown => {
                 tracing::warn!(cause, "second shutdown request: forcing");
-                self.shutdown.force(ForceReason::Requested);
+                c.shutdown.force(ForceReason::Requested);
             }
-            Event::Upgrade => match &self.handoff {
-                None => tracing::warn!(
-                    cause,
-                    "upgrade requested, but upgrades are not enabled; ignored"
-                ),
-                Some(handoff) => self.upgrade(handoff.clone()),
-            },
+            Event::Upgrade if c.handoff.is_none() => tracing::warn!(
+                cause,
+                "upgrade requested, but upgrades are not enabled; ignored"
+            ),
+            Event::Upgrade => {
+                let c = c.clone();
+                // The verdict is logged by `upgrade`; nobody waits for it.
+                tokio::spawn(async move { c.upgrade().await });
+            }
         }
-    }
-
-    fn upgrade(&self, handoff: Arc<Handoff>) {
-        let shutdown = self.shutdown.clone();
-        let reloader = self.reloader.clone();
-        let drain_settings = self.drain_settings.clone();
-        #[cfg(feature = "systemd")]
-        let notifier = self.notifier.clone();
-        tokio::spawn(async move {
-            match handoff.upgrade(&shutdown).await {
-                Ok(up) => {
-                    tracing::info!(
-                        new_pid = up.pid,
-                        elapsed_ms = up.elapsed.as_secs_f64() * 1000.0,
-                        "upgrade: the new process is ready; draining this one"
-                    );
-                    // The new process told systemd it is the main one; our
-                    // STOPPING=1 would now describe the service as stopping.
-                    #[cfg(feature = "systemd")]
-                    if let Some(notifier) = &notifier {
-                        notifier.silence();
-                    }
-                    reloader.close();
-                    let settings = DrainSettings {
-                        delay: Duration::ZERO,
-                        ..drain_settings(&reloader.config().load())
-                    };
-                    shutdown.begin(settings);
-                }
-                Err(e) => tracing::warn!("upgrade not done, this process keeps serving: {e}"),
-            }
-        });
     }
 
     /// Handles signals until the shutdown is over, and returns how it ended.
@@ -159,15 +136,16 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
     /// Not cancel safe in a useful sense: dropping it stops signal handling,
     /// though a shutdown already begun goes on.
     pub async fn run(self, mut signals: Signals) -> Outcome {
-        if let Some(handoff) = self.handoff.clone() {
-            self.shutdown.on_drain(move || handoff.release());
+        let shutdown = self.controller.shutdown.clone();
+        if let Some(handoff) = self.controller.handoff.clone() {
+            shutdown.on_drain(move || handoff.release());
         }
         loop {
             tokio::select! {
-                outcome = self.shutdown.wait() => return outcome,
+                outcome = shutdown.wait() => return outcome,
                 signal = signals.recv() => match signal {
                     Some(signal) => self.on_signal(signal),
-                    None => return self.shutdown.wait().await,
+                    None => return shutdown.wait().await,
                 },
             }
         }
@@ -176,5 +154,126 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
     fn on_signal(&self, signal: Signal) {
         tracing::info!(signal = signal.name(), "signal received: {signal}");
         self.handle(signal.event(), signal.name());
+    }
+}
+
+/// Asks a [`Lifecycle`] for reloads, upgrades and stops, and returns their
+/// verdicts. Cheap to clone; get one from [`Lifecycle::controller`].
+pub struct Controller<T> {
+    reloader: Reloader<T>,
+    shutdown: Shutdown,
+    drain_settings: Arc<SettingsFn<T>>,
+    handoff: Option<Arc<Handoff>>,
+    #[cfg(feature = "systemd")]
+    notifier: Option<Arc<Notifier>>,
+}
+
+impl<T> Clone for Controller<T> {
+    fn clone(&self) -> Self {
+        Controller {
+            reloader: self.reloader.clone(),
+            shutdown: self.shutdown.clone(),
+            drain_settings: self.drain_settings.clone(),
+            handoff: self.handoff.clone(),
+            #[cfg(feature = "systemd")]
+            notifier: self.notifier.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Controller<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("reloader", &self.reloader)
+            .field("shutdown", &self.shutdown)
+            .field("upgrades", &self.handoff.is_some())
+            .finish()
+    }
+}
+
+impl<T: Send + Sync + 'static> Controller<T> {
+    /// The reloader: generation, last verdict, counters.
+    pub fn reloader(&self) -> &Reloader<T> {
+        &self.reloader
+    }
+
+    /// The shutdown: phase, counts, deadline.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    /// The hand-off, when upgrades are enabled.
+    pub fn handoff(&self) -> Option<&Arc<Handoff>> {
+        self.handoff.as_ref()
+    }
+
+    /// Reloads and returns the verdict: the new generation, or why the
+    /// configuration was refused (the previous one keeps serving). During a
+    /// shutdown: [`ReloadError::ShuttingDown`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the reload happens whether or not anyone waits for it.
+    pub async fn reload(&self) -> Verdict {
+        if self.shutdown.is_shutting_down() {
+            return Err(ReloadError::ShuttingDown);
+        }
+        self.reloader.reload().await
+    }
+
+    /// Hands the listeners to a new process; once it is ready, this one
+    /// drains (no delay: the new one already serves). Resolves with the new
+    /// process, or why nothing changed, within the hand-off's ready timeout.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: see [`Handoff::upgrade`]. Spawn it when the caller
+    /// may go away (a control client that disconnects).
+    pub async fn upgrade(&self) -> Result<Upgraded, UpgradeError> {
+        let Some(handoff) = &self.handoff else {
+            return Err(UpgradeError::Disabled);
+        };
+        match handoff.upgrade(&self.shutdown).await {
+            Ok(up) => {
+                tracing::info!(
+                    new_pid = up.pid,
+                    elapsed_ms = up.elapsed.as_secs_f64() * 1000.0,
+                    "upgrade: the new process is ready; draining this one"
+                );
+                // The new process told systemd it is the main one; our
+                // STOPPING=1 would now describe the service as stopping.
+                #[cfg(feature = "systemd")]
+                if let Some(notifier) = &self.notifier {
+                    notifier.silence();
+                }
+                self.reloader.close();
+                let settings = DrainSettings {
+                    delay: Duration::ZERO,
+                    ..(self.drain_settings)(&self.reloader.config().load())
+                };
+                self.shutdown.begin(settings);
+                Ok(up)
+            }
+            Err(e) => {
+                tracing::warn!("upgrade not done, this process keeps serving: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    /// Begins a graceful shutdown with the drain settings of the current
+    /// configuration. Returns false when one had already begun: unlike a
+    /// second signal, asking again never forces (a retrying script must not
+    /// cut requests); see [`Controller::force`].
+    pub fn stop(&self) -> bool {
+        if self.shutdown.is_shutting_down() {
+            return false;
+        }
+        self.reloader.close();
+        let settings = (self.drain_settings)(&self.reloader.config().load());
+        self.shutdown.begin(settings)
+    }
+
+    /// Cuts remaining work now, as a second signal does.
+    pub fn force(&self) {
+        self.shutdown.force(ForceReason::Requested);
     }
 }

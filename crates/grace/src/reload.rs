@@ -125,6 +125,9 @@ struct Inner<T> {
     done: watch::Sender<Done>,
     closed: AtomicBool,
     loads: AtomicU64,
+    // Verdicts of loads that ran, for metrics: accepted, rejected.
+    accepted: AtomicU64,
+    rejected: AtomicU64,
     prepare: std::sync::OnceLock<Box<PrepareFn<T>>>,
     // Read once per reload, written when an observer is added: never on the
     // request path.
@@ -155,6 +158,8 @@ impl<T: Send + Sync + 'static> Reloader<T> {
             }),
             closed: AtomicBool::new(false),
             loads: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
             prepare: std::sync::OnceLock::new(),
             observers: std::sync::RwLock::new(Vec::new()),
         });
@@ -251,6 +256,18 @@ impl<T: Send + Sync + 'static> Reloader<T> {
     pub fn loads(&self) -> u64 {
         self.inner.loads.load(Ordering::Relaxed)
     }
+
+    /// How many loads were accepted and swapped in (the initial
+    /// configuration is not counted).
+    pub fn accepted(&self) -> u64 {
+        self.inner.accepted.load(Ordering::Relaxed)
+    }
+
+    /// How many loads were rejected. Reloads refused during shutdown did not
+    /// load anything and are not counted.
+    pub fn rejected(&self) -> u64 {
+        self.inner.rejected.load(Ordering::Relaxed)
+    }
 }
 
 impl<T> Inner<T> {
@@ -323,6 +340,7 @@ async fn load_once<T: Send + Sync + 'static>(inner: &Arc<Inner<T>>) -> Verdict {
             if let Some(commit) = commit {
                 commit();
             }
+            inner.accepted.fetch_add(1, Ordering::Relaxed);
             tracing::info!(
                 generation,
                 previous,
@@ -332,6 +350,7 @@ async fn load_once<T: Send + Sync + 'static>(inner: &Arc<Inner<T>>) -> Verdict {
             Ok(generation)
         }
         Err(error) => {
+            inner.rejected.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 generation = previous,
                 elapsed_ms = ms(elapsed),

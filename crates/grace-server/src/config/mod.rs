@@ -29,6 +29,10 @@ pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
 /// Paths grace answers itself; routes may not take them.
 pub const RESERVED_PATHS: [&str; 2] = ["/healthz", "/readyz"];
 
+/// Where metrics are served: on the main listeners unless `admin_listen` is
+/// set, and then reserved there too.
+pub const METRICS_PATH: &str = "/metrics";
+
 /// A checked configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -47,6 +51,11 @@ pub struct Server {
     /// Reload when the config file changes.
     pub watch: bool,
     pub watch_debounce: Duration,
+    /// The control socket's path; taken at start only.
+    pub control_socket: Option<PathBuf>,
+    /// Where `/metrics` is served instead of the main listeners; taken at
+    /// start only.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +147,15 @@ impl Checker {
         }
         for raw_route in raw.routes {
             let span = raw_route.path.span();
+            if server.admin_listen.is_none() && raw_route.path.get_ref() == METRICS_PATH {
+                return Err(self.fail(
+                    span,
+                    format!(
+                        "route path \"{METRICS_PATH}\" is reserved for grace's metrics; \
+                         set `[server] admin_listen` to serve them elsewhere"
+                    ),
+                ));
+            }
             let (path, route) = self.route(raw_route)?;
             if routes.contains_key(&path) {
                 let why = if path == "/" {
@@ -157,7 +175,40 @@ impl Checker {
             None => vec![SocketAddr::from(([0, 0, 0, 0], 8080))],
             Some(listen) => self.listen(listen)?,
         };
+        let control_socket = match raw.control_socket {
+            None => None,
+            Some(path) if path.get_ref().is_empty() => {
+                return Err(self.fail(path.span(), "`control_socket` is empty: give a path"))
+            }
+            Some(path) => Some(PathBuf::from(path.into_inner())),
+        };
+        let admin_listen = match raw.admin_listen {
+            None => None,
+            Some(addr) => {
+                let parsed: SocketAddr = addr.get_ref().parse().map_err(|_| {
+                    self.fail(
+                        addr.span(),
+                        format!(
+                            "invalid admin_listen address \"{}\": expected IP:PORT, such as \
+                             \"127.0.0.1:9090\"",
+                            addr.get_ref()
+                        ),
+                    )
+                })?;
+                if listen.contains(&parsed) && parsed.port() != 0 {
+                    return Err(self.fail(
+                        addr.span(),
+                        format!(
+                            "admin_listen {parsed} is also in `listen`: give it its own address"
+                        ),
+                    ));
+                }
+                Some(parsed)
+            }
+        };
         Ok(Server {
+            control_socket,
+            admin_listen,
             listen,
             shutdown_timeout: self.duration(
                 raw.shutdown_timeout,
@@ -422,6 +473,15 @@ headers = { "x-app" = "grace", "content-type" = "application/json" }
         );
         assert!(err("[[routes]]\npath = \"x\"\n").contains("must start with \"/\""));
         assert!(err("[[routes]]\npath = \"/healthz\"\n").contains("reserved"));
+        assert!(err("[[routes]]\npath = \"/metrics\"\n").contains("admin_listen"));
+        assert!(parse(
+            "[server]\nadmin_listen = \"127.0.0.1:9\"\n[[routes]]\npath = \"/metrics\"\n",
+            Origin::Embedded
+        )
+        .is_ok());
+        assert!(err("[server]\nadmin_listen = \"nope\"\n")
+            .starts_with("c.toml:2:16: invalid admin_listen"));
+        assert!(err("[server]\ncontrol_socket = \"\"\n").contains("`control_socket` is empty"));
         assert!(
             err("[[routes]]\npath = \"/a\"\nheaders = { \"bad name\" = \"v\" }\n")
                 .starts_with("c.toml:3:13: invalid header name")

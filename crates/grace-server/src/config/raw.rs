@@ -28,6 +28,8 @@ pub struct RawServer {
     pub upgrade_timeout: Option<Spanned<String>>,
     pub watch: Option<bool>,
     pub watch_debounce: Option<Spanned<String>>,
+    pub control_socket: Option<Spanned<String>>,
+    pub admin_listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

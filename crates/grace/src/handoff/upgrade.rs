@@ -32,6 +32,9 @@ pub enum UpgradeError {
     /// A shutdown began.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// This process was not set up for upgrades (no [`Handoff`]).
+    #[error("upgrades are not enabled in this process")]
+    Disabled,
     /// As PID 1 our exit would end the container.
     #[error(
         "refusing to upgrade in place as PID 1: the container would end when this process exits; \
@@ -98,6 +101,9 @@ pub struct Handoff {
     // connections that no one ever answers.
     sockets: Mutex<Option<Vec<(String, OwnedFd)>>>,
     in_progress: AtomicBool,
+    // Verdicts recorded so far, for metrics.
+    succeeded: AtomicU64,
+    failed: AtomicU64,
 }
 
 impl Handoff {
@@ -118,6 +124,8 @@ impl Handoff {
             pid_file: None,
             sockets: Mutex::new(Some(Vec::new())),
             in_progress: AtomicBool::new(false),
+            succeeded: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
         })
     }
 
@@ -208,8 +216,25 @@ impl Handoff {
         result
     }
 
-    /// Writes the verdict next to the pid file for `grace upgrade` to read.
+    /// Upgrades that handed over to a ready new process.
+    pub fn succeeded(&self) -> u64 {
+        self.succeeded.load(Ordering::Relaxed)
+    }
+
+    /// Upgrades that failed or were refused; this process served on.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Counts the verdict, and writes it next to the pid file for
+    /// `grace upgrade` to read.
     fn record(&self, result: Result<Upgraded, UpgradeError>) -> Result<Upgraded, UpgradeError> {
+        let counter = if result.is_ok() {
+            &self.succeeded
+        } else {
+            &self.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         if let Some(pid_file) = &self.pid_file {
             let path = status_path(pid_file);
             let seq = read_status(&path).map_or(0, |s| s.seq) + 1;

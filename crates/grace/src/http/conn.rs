@@ -85,7 +85,7 @@ pub(crate) async fn serve<S, B>(
     let io = Rewind::new(buf.freeze(), stream);
     match protocol {
         Protocol::Http1 => serve_http1(io, peer, service, shutdown, drain, settings).await,
-        Protocol::Http2 => serve_http2(io, peer, service, shutdown, drain).await,
+        Protocol::Http2 => serve_http2(io, peer, service, shutdown, drain, settings).await,
     }
 }
 
@@ -110,7 +110,12 @@ async fn serve_http1<S, B>(
         .keep_alive(true)
         .serve_connection(
             TokioIo::new(io),
-            Tracked::new(service, shutdown.clone(), Some(drain.clone())),
+            Tracked::new(
+                service,
+                shutdown.clone(),
+                Some(drain.clone()),
+                settings.stats,
+            ),
         );
     let mut idle = pin!(idle_deadline(&shutdown, &drain));
     let mut closing = false;
@@ -140,6 +145,7 @@ async fn serve_http2<S, B>(
     service: Arc<S>,
     shutdown: Shutdown,
     drain: CancellationToken,
+    settings: ConnSettings,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
     S::Future: Send + 'static,
@@ -152,7 +158,7 @@ async fn serve_http2<S, B>(
         .timer(TokioTimer::new())
         .serve_connection(
             TokioIo::new(io),
-            Tracked::new(service, shutdown.clone(), None),
+            Tracked::new(service, shutdown.clone(), None, settings.stats),
         );
     let mut conn = pin!(conn);
     let mut going_away = false;

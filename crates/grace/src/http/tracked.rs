@@ -12,7 +12,11 @@ use hyper::service::Service;
 
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
 use crate::drain::{RequestGuard, Shutdown};
+use crate::metrics::requests::Timing;
+use crate::metrics::RequestStats;
 
 /// Wraps the user's service: each request is counted from the call until its
 /// response body is finished (or dropped), and HTTP/1 responses produced once
@@ -24,14 +28,21 @@ pub(crate) struct Tracked<S> {
     shutdown: Shutdown,
     // HTTP/1 only: the connection's drain, which decides `Connection: close`.
     close_on: Option<CancellationToken>,
+    stats: Option<Arc<RequestStats>>,
 }
 
 impl<S> Tracked<S> {
-    pub(crate) fn new(inner: S, shutdown: Shutdown, close_on: Option<CancellationToken>) -> Self {
+    pub(crate) fn new(
+        inner: S,
+        shutdown: Shutdown,
+        close_on: Option<CancellationToken>,
+        stats: Option<Arc<RequestStats>>,
+    ) -> Self {
         Tracked {
             inner,
             shutdown,
             close_on,
+            stats,
         }
     }
 }
@@ -51,6 +62,7 @@ where
             // `poll_without_shutdown`, which the drain needs, requires it.
             inner: Box::pin(self.inner.call(req)),
             guard: Some(guard),
+            timing: self.stats.clone().map(Timing::start),
             close: self.close_on.clone(),
         }
     }
@@ -60,6 +72,7 @@ pin_project_lite::pin_project! {
     pub(crate) struct ResponseFuture<F> {
         inner: Pin<Box<F>>,
         guard: Option<RequestGuard>,
+        timing: Option<Timing>,
         close: Option<CancellationToken>,
     }
 }
@@ -82,9 +95,14 @@ where
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
         let guard = this.guard.take();
+        let mut timing = this.timing.take();
+        if let Some(timing) = timing.as_mut() {
+            timing.set_status(res.status());
+        }
         Poll::Ready(Ok(res.map(|inner| TrackedBody {
             inner,
             _guard: guard,
+            timing,
         })))
     }
 }
@@ -95,6 +113,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         _guard: Option<RequestGuard>,
+        // Records the request (status, duration) when the body is done.
+        timing: Option<Timing>,
     }
 }
 
@@ -110,6 +130,7 @@ impl<B: Body> Body for TrackedBody<B> {
         let frame = ready!(this.inner.poll_frame(cx));
         if frame.is_none() {
             // Finished: stop counting now rather than when hyper drops us.
+            this.timing.take();
             this._guard.take();
         }
         Poll::Ready(frame)

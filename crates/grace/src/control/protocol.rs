@@ -1,0 +1,217 @@
+//! The control protocol: line-delimited JSON over a unix stream socket.
+//!
+//! A client connects, writes one [`Request`] as a JSON object on one line,
+//! and reads [`Reply`] lines until the server closes the connection:
+//!
+//! ```text
+//! > {"cmd":"status"}
+//! < {"ok":true,"reply":"status","pid":4211,"generation":3,"phase":"running",...}
+//! > {"cmd":"reload"}
+//! < {"ok":false,"reply":"error","kind":"config_rejected","message":"grace.toml:3:10: ..."}
+//! > {"cmd":"stop","wait":true}
+//! < {"ok":true,"reply":"stopping","phase":"draining","connections":2,...}
+//! < {"ok":true,"reply":"progress","phase":"draining","connections":1,...}
+//! < {"ok":true,"reply":"exited","outcome":"drained","elapsed_secs":1.2,...}
+//! ```
+//!
+//! Every line carries `ok` and `reply` (its kind); errors carry a stable
+//! `kind` for scripts and a `message` for people. Unknown fields in a
+//! request are an error, so a typo is never silently ignored.
+
+use serde::{Deserialize, Serialize};
+
+/// Longest request line accepted, newline included.
+pub const MAX_REQUEST_LINE: usize = 4096;
+
+/// What a client asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    // Struct variants, not unit ones: serde checks unknown fields only on
+    // those, and `{"cmd":"reload","forse":true}` must be an error.
+    /// The server's state: [`Status`].
+    Status {},
+    /// Reload the configuration now and answer with the verdict.
+    Reload {},
+    /// Hand over to a new process and answer with its pid, or why not.
+    Upgrade {},
+    /// Begin a graceful shutdown; answered once the drain started.
+    Stop {
+        /// Keep the connection and stream [`Progress`] until the process
+        /// exits, ending with [`Reply::Exited`].
+        #[serde(default)]
+        wait: bool,
+    },
+}
+
+/// One line from the server, with `ok` beside the reply's own fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Line {
+    /// False for [`Reply::Error`], and for an [`Reply::Exited`] whose
+    /// shutdown was forced.
+    pub ok: bool,
+    /// The reply.
+    #[serde(flatten)]
+    pub reply: Reply,
+}
+
+impl From<Reply> for Line {
+    fn from(reply: Reply) -> Line {
+        let ok = match &reply {
+            Reply::Error { .. } => false,
+            Reply::Exited(exited) => exited.outcome == "drained",
+            _ => true,
+        };
+        Line { ok, reply }
+    }
+}
+
+/// What the server answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    /// Answer to [`Request::Status`].
+    Status(Status),
+    /// A reload was accepted: this generation now serves.
+    Reloaded {
+        /// The new generation.
+        generation: u64,
+    },
+    /// A new process serves; this one drains.
+    Upgraded {
+        /// The new process.
+        pid: u32,
+        /// How long it took to be ready, in seconds.
+        elapsed_secs: f64,
+    },
+    /// A graceful shutdown is under way and the drain started.
+    Stopping(Progress),
+    /// Drain progress, about every 250 ms while something changes and every
+    /// second otherwise.
+    Progress(Progress),
+    /// The shutdown is over; the process exits right after this line.
+    Exited(Exited),
+    /// The request failed.
+    Error {
+        /// Stable, for scripts: see [`ErrorKind`].
+        kind: ErrorKind,
+        /// For people: the full reason (a configuration error names
+        /// file:line:column).
+        message: String,
+    },
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The new configuration was invalid; the previous one keeps serving.
+    ConfigRejected,
+    /// The new configuration was valid but could not take effect (a listen
+    /// address could not be bound); nothing changed.
+    ApplyFailed,
+    /// The upgrade failed or was refused; this process keeps serving.
+    UpgradeFailed,
+    /// The server is shutting down.
+    ShuttingDown,
+    /// The request line was not a valid request.
+    BadRequest,
+    /// No request line arrived in time.
+    Timeout,
+    /// The peer's uid is neither the server's nor root.
+    Forbidden,
+    /// Too many control connections at once; try again.
+    Busy,
+}
+
+/// The server's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Process id.
+    pub pid: u32,
+    /// Generation of the configuration serving (1 at start).
+    pub generation: u64,
+    /// Lifecycle phase: `running`, `stopping`, `draining`, `forcing`,
+    /// `stopped`.
+    pub phase: String,
+    /// Seconds since the process started.
+    pub uptime_secs: f64,
+    /// Where the configuration comes from, if the server said.
+    pub config_path: Option<String>,
+    /// Connections open now.
+    pub connections: usize,
+    /// Requests in flight now.
+    pub requests: usize,
+    /// The last reload that ran, if any.
+    pub last_reload: Option<LastReload>,
+}
+
+/// The last reload's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastReload {
+    /// `accepted` or `rejected`.
+    pub result: String,
+    /// The generation it produced, when accepted.
+    pub generation: Option<u64>,
+    /// Why it was rejected.
+    pub error: Option<String>,
+    /// When it finished, Unix time in seconds.
+    pub at: f64,
+}
+
+/// A drain in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Lifecycle phase.
+    pub phase: String,
+    /// Connections still open.
+    pub connections: usize,
+    /// Requests still in flight.
+    pub requests: usize,
+    /// Seconds left before the rest is forced.
+    pub deadline_secs: f64,
+}
+
+/// How the shutdown ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exited {
+    /// `drained` (every request finished) or `forced` (some were cut).
+    pub outcome: String,
+    /// Seconds from the start of the shutdown.
+    pub elapsed_secs: f64,
+    /// Requests cut by the force; 0 when drained.
+    pub requests_cut: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_strictly() {
+        let r: Request = serde_json::from_str(r#"{"cmd":"stop","wait":true}"#).unwrap();
+        assert_eq!(r, Request::Stop { wait: true });
+        let r: Request = serde_json::from_str(r#"{"cmd":"stop"}"#).unwrap();
+        assert_eq!(r, Request::Stop { wait: false });
+        let r: Request = serde_json::from_str(r#"{"cmd":"status"}"#).unwrap();
+        assert_eq!(r, Request::Status {});
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"reload","force":1}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"explode"}"#).is_err());
+    }
+
+    #[test]
+    fn lines_flatten_ok_beside_the_reply() {
+        let line = Line::from(Reply::Error {
+            kind: ErrorKind::ConfigRejected,
+            message: "c.toml:1:1: bad".into(),
+        });
+        let text = serde_json::to_string(&line).unwrap();
+        assert_eq!(
+            text,
+            r#"{"ok":false,"reply":"error","kind":"config_rejected","message":"c.toml:1:1: bad"}"#
+        );
+        assert_eq!(serde_json::from_str::<Line>(&text).unwrap(), line);
+        let text = serde_json::to_string(&Line::from(Reply::Reloaded { generation: 3 })).unwrap();
+        assert_eq!(text, r#"{"ok":true,"reply":"reloaded","generation":3}"#);
+    }
+}

@@ -1,0 +1,282 @@
+//! Binding the control socket: private from the start, never stealing a live
+//! server's path, never leaving a stale one behind, never removing a path
+//! that is no longer ours.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+/// How [`ControlSocket::bind`] treats a path that a live server answers on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindMode {
+    /// Refuse it ([`ControlSocketError::InUse`]); clear a stale socket.
+    Exclusive,
+    /// Take it over when [`ControlSocket::publish`] is called: the new
+    /// process of an upgrade replaces its parent's socket atomically, once
+    /// it is ready, so the path always reaches a live server.
+    Takeover,
+}
+
+/// Why the control socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlSocketError {
+    /// A server answers on this path already.
+    #[error("control socket {}: another server is running and answering on it", path.display())]
+    InUse {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Something that is not a socket is at the path; it is left alone.
+    #[error("control socket {}: the path exists and is not a socket; refusing to replace it", path.display())]
+    NotASocket {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The OS refused (directory missing or not writable, path too long).
+    #[error("control socket {}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A bound control socket, mode 0600. Dropping it removes its path, if the
+/// path still refers to this socket (after an upgrade it refers to the new
+/// process's socket and is left alone).
+#[derive(Debug)]
+pub struct ControlSocket {
+    path: PathBuf,
+    // Bound here first, then linked or renamed into place: the socket is
+    // chmod-ed before anyone can reach it by its public path.
+    staging: Option<PathBuf>,
+    listener: Option<UnixListener>,
+    // (device, inode) of our socket once published at `path`.
+    identity: Option<(u64, u64)>,
+}
+
+impl ControlSocket {
+    /// Binds a socket for `path`. With [`BindMode::Exclusive`] it is
+    /// reachable at `path` on return; with [`BindMode::Takeover`] only after
+    /// [`ControlSocket::publish`].
+    ///
+    /// # Errors
+    /// [`ControlSocketError::InUse`] when a live server answers at `path`
+    /// (exclusive mode), [`ControlSocketError::NotASocket`] when a file that
+    /// is not a socket is there, [`ControlSocketError::Io`] otherwise.
+    pub fn bind(
+        path: impl Into<PathBuf>,
+        mode: BindMode,
+    ) -> Result<ControlSocket, ControlSocketError> {
+        let path = path.into();
+        let io_err = |source| ControlSocketError::Io {
+            path: path.clone(),
+            source,
+        };
+        if mode == BindMode::Exclusive {
+            clear_stale(&path)?;
+        } else if let Ok(meta) = std::fs::symlink_metadata(&path) {
+            if !meta.file_type().is_socket() {
+                return Err(ControlSocketError::NotASocket { path });
+            }
+        }
+        let staging = staging_path(&path);
+        // A leftover from a crashed process with our pid: ours to remove.
+        let _ = std::fs::remove_file(&staging);
+        let listener = UnixListener::bind(&staging).map_err(io_err)?;
+        let mut socket = ControlSocket {
+            path: path.clone(),
+            staging: Some(staging.clone()),
+            listener: Some(listener),
+            identity: None,
+        };
+        // Between bind and chmod the staging name has the umask's mode; a
+        // peer that connects in that instant still meets the uid check.
+        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err)?;
+        if mode == BindMode::Exclusive {
+            socket.link_exclusive()?;
+        }
+        Ok(socket)
+    }
+
+    /// Makes a [`BindMode::Takeover`] socket reachable at its path, replacing
+    /// whatever socket was there in one step. Does nothing when already
+    /// published.
+    ///
+    /// # Errors
+    /// When the rename fails; the previous socket then stays in place.
+    pub fn publish(&mut self) -> Result<(), ControlSocketError> {
+        let Some(staging) = self.staging.take() else {
+            return Ok(());
+        };
+        if let Err(source) = std::fs::rename(&staging, &self.path) {
+            self.staging = Some(staging);
+            return Err(ControlSocketError::Io {
+                path: self.path.clone(),
+                source,
+            });
+        }
+        self.identity = identity(&self.path);
+        Ok(())
+    }
+
+    fn link_exclusive(&mut self) -> Result<(), ControlSocketError> {
+        let Some(staging) = self.staging.clone() else {
+            return Ok(());
+        };
+        // link(2) fails if the path exists: two servers started at once
+        // cannot both take it, as they could with a check then a rename.
+        let linked = match std::fs::hard_link(&staging, &self.path) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                clear_stale(&self.path)?;
+                std::fs::hard_link(&staging, &self.path)
+            }
+            other => other,
+        };
+        linked.map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => ControlSocketError::InUse {
+                path: self.path.clone(),
+            },
+            _ => ControlSocketError::Io {
+                path: self.path.clone(),
+                source: e,
+            },
+        })?;
+        let _ = std::fs::remove_file(&staging);
+        self.staging = None;
+        self.identity = identity(&self.path);
+        Ok(())
+    }
+
+    /// The public path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Takes the listening socket out (once), to accept on it.
+    pub(crate) fn take_listener(&mut self) -> Option<UnixListener> {
+        self.listener.take()
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        if let Some(staging) = &self.staging {
+            let _ = std::fs::remove_file(staging);
+        }
+        if self.identity.is_some() && identity(&self.path) == self.identity {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+fn staging_path(path: &Path) -> PathBuf {
+    // Short, so a public path near the 107-byte limit still fits.
+    path.with_file_name(format!(".ctl.{}", std::process::id()))
+}
+
+/// Leaves `path` free, or says why it cannot be: a socket nobody answers on
+/// is stale and removed; a live one or a non-socket is refused.
+fn clear_stale(path: &Path) -> Result<(), ControlSocketError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(ControlSocketError::Io {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    if !meta.file_type().is_socket() {
+        return Err(ControlSocketError::NotASocket {
+            path: path.to_owned(),
+        });
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(ControlSocketError::InUse {
+            path: path.to_owned(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            tracing::info!(path = %path.display(), "removing a stale control socket");
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(ControlSocketError::Io {
+                    path: path.to_owned(),
+                    source: e,
+                }),
+                _ => Ok(()),
+            }
+        }
+        Err(source) => Err(ControlSocketError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("grace-ctl-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn exclusive_refuses_a_live_socket_and_clears_a_stale_one() {
+        let dir = dir("excl");
+        let path = dir.join("c.sock");
+        let live = ControlSocket::bind(&path, BindMode::Exclusive).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(matches!(
+            ControlSocket::bind(&path, BindMode::Exclusive),
+            Err(ControlSocketError::InUse { .. })
+        ));
+        // A socket file nobody listens on: what a killed server leaves.
+        drop(UnixListener::bind(dir.join("stale.sock")).unwrap());
+        let stale = ControlSocket::bind(dir.join("stale.sock"), BindMode::Exclusive).unwrap();
+        drop(stale);
+        assert!(!dir.join("stale.sock").exists(), "removed at drop");
+        drop(live);
+        assert!(!path.exists());
+        std::fs::write(dir.join("file"), "x").unwrap();
+        assert!(matches!(
+            ControlSocket::bind(dir.join("file"), BindMode::Exclusive),
+            Err(ControlSocketError::NotASocket { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn takeover_replaces_on_publish_and_the_old_owner_leaves_it() {
+        let dir = dir("take");
+        let path = dir.join("c.sock");
+        let old = ControlSocket::bind(&path, BindMode::Exclusive).unwrap();
+        let mut new = ControlSocket::bind(&path, BindMode::Takeover).unwrap();
+        assert_eq!(identity(&path), old.identity, "not before publish");
+        new.publish().unwrap();
+        drop(old);
+        assert!(
+            path.exists(),
+            "the old owner must not remove the new socket"
+        );
+        drop(new);
+        assert!(!path.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

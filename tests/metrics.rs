@@ -1,0 +1,131 @@
+//! `/metrics` against the real binary: values after a known sequence of
+//! requests and reloads, parsed from real scrapes.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use support::http::get;
+use support::{config, parse_metrics, Grace};
+
+fn scrape(addr: std::net::SocketAddr) -> HashMap<String, f64> {
+    let res = get(addr, "/metrics").unwrap();
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert!(
+        res.header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+        "{res:?}"
+    );
+    assert!(res.body.ends_with("# EOF\n"), "{}", res.body);
+    parse_metrics(&res.body)
+}
+
+const ROUTES: &str =
+    "[[routes]]\npath = \"/down\"\nstatus = 503\n[[routes]]\npath = \"/moved\"\nstatus = 301\n";
+
+#[test]
+fn values_follow_a_known_sequence_of_requests_and_reloads() {
+    let before_start = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let grace = Grace::start_controlled(&config("m", "", ROUTES));
+    let addr = grace.addr();
+    for _ in 0..3 {
+        assert_eq!(get(addr, "/").unwrap().status, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(get(addr, "/nope").unwrap().status, 404);
+    }
+    assert_eq!(get(addr, "/down").unwrap().status, 503);
+    assert_eq!(get(addr, "/moved").unwrap().status, 301);
+
+    let m = scrape(addr);
+    assert_eq!(m["grace_config_generation"], 1.0);
+    assert_eq!(m["grace_config_reloads_total{result=\"accepted\"}"], 0.0);
+    assert_eq!(m["grace_config_last_reload_successful"], 1.0);
+    // The scrape itself is in flight, not yet counted.
+    assert_eq!(m["grace_http_requests_total{class=\"2xx\"}"], 3.0);
+    assert_eq!(m["grace_http_requests_total{class=\"3xx\"}"], 1.0);
+    assert_eq!(m["grace_http_requests_total{class=\"4xx\"}"], 2.0);
+    assert_eq!(m["grace_http_requests_total{class=\"5xx\"}"], 1.0);
+    assert_eq!(m["grace_http_requests_total{class=\"1xx\"}"], 0.0);
+    assert_eq!(m["grace_http_request_duration_seconds_count"], 7.0);
+    assert_eq!(
+        m["grace_http_request_duration_seconds_bucket{le=\"+Inf\"}"],
+        7.0
+    );
+    assert!(m["grace_http_request_duration_seconds_sum"] > 0.0);
+    assert_eq!(m["grace_requests_in_flight"], 1.0);
+    assert!(m["grace_open_connections"] >= 1.0);
+    assert_eq!(m["grace_shutdown_phase{phase=\"running\"}"], 1.0);
+    assert_eq!(m["grace_shutdown_phase{phase=\"draining\"}"], 0.0);
+    assert_eq!(m["grace_upgrades_total{result=\"succeeded\"}"], 0.0);
+    assert_eq!(m["grace_config_routes"], 3.0);
+    let start = m["process_start_time_seconds"];
+    assert!(
+        start >= before_start - 1.0 && start <= before_start + 30.0,
+        "{start} vs {before_start}"
+    );
+
+    // Accepted, then rejected, over the control socket.
+    grace.write_config(&config("m2", "", ROUTES));
+    assert_eq!(grace.control(r#"{"cmd":"reload"}"#)[0]["generation"], 2);
+    let m = scrape(addr);
+    assert_eq!(m["grace_config_generation"], 2.0);
+    assert_eq!(m["grace_config_reloads_total{result=\"accepted\"}"], 1.0);
+    assert_eq!(m["grace_config_last_reload_successful"], 1.0);
+    let accepted_at = m["grace_config_last_reload_timestamp_seconds"];
+    assert!(accepted_at >= start, "{accepted_at} < {start}");
+    // The first scrape now counts as a 2xx.
+    assert_eq!(m["grace_http_requests_total{class=\"2xx\"}"], 4.0);
+
+    grace.write_config("message = 42\n");
+    assert_eq!(
+        grace.control(r#"{"cmd":"reload"}"#)[0]["kind"],
+        "config_rejected"
+    );
+    let m = scrape(addr);
+    assert_eq!(m["grace_config_generation"], 2.0);
+    assert_eq!(m["grace_config_reloads_total{result=\"accepted\"}"], 1.0);
+    assert_eq!(m["grace_config_reloads_total{result=\"rejected\"}"], 1.0);
+    assert_eq!(m["grace_config_last_reload_successful"], 0.0);
+    assert!(m["grace_config_last_reload_timestamp_seconds"] >= accepted_at);
+    assert_eq!(m["grace_http_requests_total{class=\"2xx\"}"], 5.0);
+}
+
+#[test]
+fn with_an_admin_address_metrics_are_served_only_there_and_not_counted() {
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    drop(admin);
+    let grace = Grace::start(&config(
+        "m",
+        &format!("admin_listen = \"{admin_addr}\""),
+        "[[routes]]\npath = \"/metrics\"\nbody = \"mine\"\n",
+    ));
+    // The main listener's /metrics is the application's own route.
+    assert_eq!(get(grace.addr(), "/metrics").unwrap().body, "mine");
+    assert_eq!(get(admin_addr, "/").unwrap().status, 404);
+    assert_eq!(get(admin_addr, "/healthz").unwrap().status, 200);
+    scrape(admin_addr);
+    let m = scrape(admin_addr);
+    // One request on the main listener; the admin scrapes are not traffic.
+    assert_eq!(m["grace_http_requests_total{class=\"2xx\"}"], 1.0);
+    assert_eq!(m["grace_http_request_duration_seconds_count"], 1.0);
+}
+
+#[test]
+fn a_metrics_route_without_an_admin_address_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("g.toml"),
+        config("m", "", "[[routes]]\npath = \"/metrics\"\n"),
+    )
+    .unwrap();
+    let (code, _, err) = support::run(&["check", "--config", "g.toml"], dir.path());
+    assert_eq!(code, 78);
+    assert!(err.contains("reserved for grace's metrics"), "{err}");
+}
