@@ -64,11 +64,14 @@
 //! | `systemd` | yes | `notify`: sd_notify, watchdog (no extra dependency) |
 //! | `watch` | yes | `watch`: reload on config file change (`notify` crate) |
 //! | `tower` | yes | `serve_tower`, `Server::run_tower`: axum and any tower service |
+//! | `metrics` | yes | `metrics::MetricsCollector` for prometheus-client (request tallies are always there) |
+//! | `control` | yes | `control`: the control socket and its JSON-lines protocol |
 #![deny(missing_docs)]
 // `unsafe` is allowed in one module only: handoff::sys.
 #![deny(unsafe_code)]
 
 pub mod config;
+#[cfg(feature = "control")]
 pub mod control;
 pub mod drain;
 mod error;

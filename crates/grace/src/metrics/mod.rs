@@ -29,9 +29,11 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "metrics")]
 mod collector;
 pub mod histogram;
 pub(crate) mod requests;
 
+#[cfg(feature = "metrics")]
 pub use collector::MetricsCollector;
 pub use requests::{RequestStats, CLASSES};
