@@ -20,7 +20,7 @@ pub mod signals;
 pub use config::{Reloadable, Snapshot};
 pub use drain::{DrainSettings, ForceReason, Outcome, Phase, Shutdown};
 pub use error::{BindError, BoxError, ReloadError};
-pub use http::{serve, Running, Serve};
+pub use http::{serve, Limits, Running, Serve};
 pub use lifecycle::Lifecycle;
 pub use listener::Listener;
 pub use reload::{Reloader, Ticket, Verdict};

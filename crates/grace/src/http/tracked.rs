@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::header::{HeaderValue, CONNECTION};
@@ -12,6 +13,7 @@ use hyper::service::Service;
 
 use tokio_util::sync::CancellationToken;
 
+use super::activity::{Activity, InFlight};
 use crate::drain::{RequestGuard, Shutdown};
 
 /// Wraps the user's service: each request is counted from the call until its
@@ -24,14 +26,22 @@ pub(crate) struct Tracked<S> {
     shutdown: Shutdown,
     // HTTP/1 only: the connection's drain, which decides `Connection: close`.
     close_on: Option<CancellationToken>,
+    // The connection's own count, for its idle timeout.
+    activity: Arc<Activity>,
 }
 
 impl<S> Tracked<S> {
-    pub(crate) fn new(inner: S, shutdown: Shutdown, close_on: Option<CancellationToken>) -> Self {
+    pub(crate) fn new(
+        inner: S,
+        shutdown: Shutdown,
+        close_on: Option<CancellationToken>,
+        activity: Arc<Activity>,
+    ) -> Self {
         Tracked {
             inner,
             shutdown,
             close_on,
+            activity,
         }
     }
 }
@@ -45,7 +55,10 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn call(&self, req: Request<ReqB>) -> Self::Future {
-        let guard = self.shutdown.track_request();
+        let guard = (
+            self.shutdown.track_request(),
+            self.activity.begin_request(),
+        );
         ResponseFuture {
             // Boxed so the future is Unpin whatever the user's is: hyper's
             // `poll_without_shutdown`, which the drain needs, requires it.
@@ -59,7 +72,7 @@ where
 pin_project_lite::pin_project! {
     pub(crate) struct ResponseFuture<F> {
         inner: Pin<Box<F>>,
-        guard: Option<RequestGuard>,
+        guard: Option<(RequestGuard, InFlight)>,
         close: Option<CancellationToken>,
     }
 }
@@ -94,7 +107,7 @@ pin_project_lite::pin_project! {
     pub struct TrackedBody<B> {
         #[pin]
         inner: B,
-        _guard: Option<RequestGuard>,
+        _guard: Option<(RequestGuard, InFlight)>,
     }
 }
 
