@@ -8,6 +8,7 @@ mod exit;
 mod logging;
 mod routes;
 mod serve;
+mod stdio;
 
 use std::process::ExitCode;
 
@@ -18,6 +19,7 @@ use cli::{Cli, Command};
 use config::Source;
 
 fn main() -> ExitCode {
+    stdio::ensure_open();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {

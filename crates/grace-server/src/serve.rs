@@ -17,7 +17,7 @@ use crate::routes::App;
 use crate::{exit, logging};
 
 pub fn run(args: ServeArgs) -> u8 {
-    logging::init(args.log_format);
+    let log = logging::init(args.log_format);
     // First, while this is the only thread: the environment is read and
     // cleared, and inherited descriptors are owned before anything can leak
     // them into a child.
@@ -47,7 +47,12 @@ pub fn run(args: ServeArgs) -> u8 {
             return exit::OSERR;
         }
     };
-    runtime.block_on(serve(args, source, config, inherited))
+    let code = runtime.block_on(async {
+        log.report_dropped();
+        serve(args, source, config, inherited).await
+    });
+    log.report_final();
+    code
 }
 
 async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: Inherited) -> u8 {
@@ -111,7 +116,9 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
         App::new(config.clone(), shutdown.clone()),
         &shutdown,
     )
+    .limits(config.load().limits)
     .start();
+    follow_limits(&config, running.clone());
     let reloader = Reloader::new(config.clone(), move || source_for_reload.load())
         .with_prepare(listen_changes(running, handoff.clone()));
     follow_upgrade_timeout(&config, handoff.clone());
@@ -170,6 +177,21 @@ fn follow_upgrade_timeout(config: &Reloadable<Config>, handoff: Arc<Handoff>) {
     tokio::spawn(async move {
         while changes.changed().await.is_ok() {
             handoff.set_ready_timeout(config.load().server.upgrade_timeout);
+        }
+    });
+}
+
+/// Applies `[limits]` changes on reload: new connections get the new limits.
+fn follow_limits(config: &Reloadable<Config>, running: Running) {
+    let mut changes = config.subscribe();
+    let config = config.clone();
+    tokio::spawn(async move {
+        while changes.changed().await.is_ok() {
+            let limits = config.load().limits;
+            if limits != running.limits() {
+                tracing::info!(?limits, "limits changed: new connections use them");
+                running.set_limits(limits);
+            }
         }
     });
 }

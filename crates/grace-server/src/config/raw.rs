@@ -16,6 +16,8 @@ pub struct RawConfig {
     pub server: RawServer,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub limits: RawLimits,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -26,6 +28,19 @@ pub struct RawServer {
     pub shutdown_delay: Option<Spanned<String>>,
     pub idle_grace: Option<Spanned<String>>,
     pub upgrade_timeout: Option<Spanned<String>>,
+}
+
+/// `[limits]`: what one client may cost the server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub header_read_timeout: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub write_timeout: Option<Spanned<String>>,
+    pub max_header_size: Option<Spanned<i64>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub http2_max_concurrent_streams: Option<Spanned<i64>>,
+    pub http2_max_pending_reset_streams: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
