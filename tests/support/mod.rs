@@ -38,7 +38,7 @@ pub struct Log {
 }
 
 impl Log {
-    fn capture(stream: impl std::io::Read + Send + 'static) -> Log {
+    pub fn capture(stream: impl std::io::Read + Send + 'static) -> Log {
         let log = Log::default();
         let sink = log.clone();
         std::thread::spawn(move || {
@@ -117,8 +117,21 @@ impl Grace {
         config: &str,
         extra_args: &[&str],
     ) -> Grace {
+        let command = Command::new(program);
+        Self::start_command(command, dir, config, extra_args)
+    }
+
+    /// Starts `command` (grace, or a wrapper that execs it, such as
+    /// `setpriv ... grace`) with `--config` and `--pid-file` in `dir`
+    /// appended, and waits until it is ready.
+    pub fn start_command(
+        mut command: Command,
+        dir: tempfile::TempDir,
+        config: &str,
+        extra_args: &[&str],
+    ) -> Grace {
         std::fs::write(dir.path().join("grace.toml"), config).unwrap();
-        let mut child = Command::new(program)
+        let mut child = command
             .arg("--config")
             .arg(dir.path().join("grace.toml"))
             .arg("--pid-file")

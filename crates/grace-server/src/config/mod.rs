@@ -5,7 +5,7 @@ mod error;
 #[cfg(test)]
 mod proptests;
 mod raw;
-mod suggest;
+mod hints;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -142,7 +142,12 @@ pub fn parse(text: &str, origin: Origin) -> Result<Config, ConfigError> {
             origin.clone(),
             text.clone(),
             e.span(),
-            suggest::did_you_mean(e.message().trim_end()),
+            hints::name_the_key(
+                &text,
+                e.span().as_ref(),
+                // One line: the message ends up in a log line.
+                hints::did_you_mean(&e.message().trim_end().replace('\n', ": ")),
+            ),
         )
     })?;
     Checker { origin, text }.config(raw)

@@ -1,5 +1,46 @@
-//! "Did you mean" for unknown keys: serde names the unknown field and lists
-//! the expected ones; a near miss (a typo) gets the closest one suggested.
+//! Making serde's messages actionable: "did you mean" for unknown keys (serde
+//! names the unknown field and lists the expected ones; a near miss gets the
+//! closest suggested), and the key a wrongly typed value belongs to (serde
+//! says only "invalid type: integer `5`, expected a string").
+
+use std::ops::Range;
+
+/// `message` with the dotted key of the value at `span` appended, when the
+/// message is about a value and does not say whose.
+pub fn name_the_key(text: &str, span: Option<&Range<usize>>, message: String) -> String {
+    let about_a_value = ["invalid type", "invalid value", "invalid length"]
+        .iter()
+        .any(|p| message.starts_with(p));
+    if !about_a_value {
+        return message;
+    }
+    match span.and_then(|s| key_at(text, s.start)) {
+        Some(key) => format!("{message} (key `{key}`)"),
+        None => message,
+    }
+}
+
+/// The dotted key (`server.shutdown_timeout`) whose value starts at
+/// `offset`, read off the line and the nearest table header above it.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let (key, _) = before[line_start..].split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.contains(|c: char| c.is_whitespace() || c == '{' || c == '[') {
+        return None;
+    }
+    let table = before[..line_start].lines().rev().find_map(|line| {
+        let line = line.trim();
+        let name = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]"));
+        name.or_else(|| line.strip_prefix('[').and_then(|l| l.strip_suffix(']')))
+            .map(str::trim)
+    });
+    Some(match table {
+        Some(table) => format!("{table}.{key}"),
+        None => key.to_owned(),
+    })
+}
 
 /// `message` with a suggestion appended when it is serde's unknown-field
 /// error and one expected key is close to the unknown one.
@@ -77,6 +118,21 @@ mod tests {
             Some("shutdown_timeout")
         );
         assert_eq!(suggestion("unknown field `Path`, expected `path`"), Some("path"));
+    }
+
+    #[test]
+    fn wrong_types_name_their_key() {
+        let text = "message = \"m\"\n[server]\nshutdown_timeout = 5\n";
+        let at = text.find('5').unwrap();
+        assert_eq!(
+            name_the_key(text, Some(&(at..at + 1)), "invalid type: integer `5`, expected a string".into()),
+            "invalid type: integer `5`, expected a string (key `server.shutdown_timeout`)"
+        );
+        assert_eq!(
+            name_the_key("message = 42\n", Some(&(10..12)), "invalid type: integer `42`".into()),
+            "invalid type: integer `42` (key `message`)"
+        );
+        assert_eq!(name_the_key("x", None, "unknown field `x`".into()), "unknown field `x`");
     }
 
     #[test]
