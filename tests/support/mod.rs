@@ -6,6 +6,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod h2;
 pub mod http;
 pub mod load;
 
@@ -295,4 +296,18 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
 /// A config listening on an ephemeral loopback port, with `extra` appended.
 pub fn config(message: &str, server_extra: &str, rest: &str) -> String {
     format!("message = {message:?}\n[server]\nlisten = [\"127.0.0.1:0\"]\n{server_extra}\n{rest}\n")
+}
+
+/// A loopback address with a port that was free a moment ago (bound and
+/// released): for servers whose log the test cannot read to learn the port.
+pub fn free_addr() -> SocketAddr {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap()
+}
+
+/// Polls until `addr` answers `GET /` with 200.
+pub fn wait_serving(addr: SocketAddr) {
+    eventually(SOON, "the server to answer", || {
+        http::get(addr, "/").ok().filter(|r| r.status == 200)
+    });
 }

@@ -19,7 +19,7 @@ pub enum LogFormat {
 }
 
 /// Lines queued for stderr before new ones are dropped.
-const QUEUE_LINES: usize = 16 * 1024;
+const QUEUE_LINES: usize = 4096;
 
 /// The log writer; flushes what is queued (waiting at most a second) when
 /// dropped, so keep it until exit.
