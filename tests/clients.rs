@@ -322,7 +322,14 @@ fn garbage_and_invalid_http_get_400_and_a_close() {
 
 #[test]
 fn a_half_closed_client_gets_its_responses() {
-    let grace = Grace::start(&config("m", "", ""));
+    let grace = Grace::start(&config("m", "", &slow_route("500ms")));
+    // The end of the client's stream arrives while the handler still works.
+    let mut s = TcpStream::connect(grace.addr()).unwrap();
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    s.shutdown(Half::Write).unwrap();
+    let response = String::from_utf8(read_all(&mut s)).unwrap();
+    assert!(response.ends_with("slow done"), "{response:?}");
+
     let mut s = TcpStream::connect(grace.addr()).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
