@@ -24,7 +24,10 @@ fn slow_route(delay: &str) -> String {
 }
 
 fn big_route(bytes: usize) -> String {
-    format!("[[routes]]\npath = \"/big\"\nbody = \"{}\"\n", "x".repeat(bytes))
+    format!(
+        "[[routes]]\npath = \"/big\"\nbody = \"{}\"\n",
+        "x".repeat(bytes)
+    )
 }
 
 /// Everything the server sends until it closes (or `SOON` passes).
@@ -37,7 +40,10 @@ fn read_all(s: &mut TcpStream) -> Vec<u8> {
             Ok(0) => return out,
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == ErrorKind::ConnectionReset => return out,
-            Err(e) => panic!("reading: {e}; got so far {:?}", String::from_utf8_lossy(&out)),
+            Err(e) => panic!(
+                "reading: {e}; got so far {:?}",
+                String::from_utf8_lossy(&out)
+            ),
         }
     }
 }
@@ -77,7 +83,10 @@ fn a_slowloris_client_cannot_hold_a_connection_past_the_header_timeout() {
     let grace = Grace::start(&config("m", "", &limits("header_read_timeout = \"3s\"")));
     // In the middle of the head...
     let held = slowloris(grace.addr(), b"GET / HTTP/1.1\r\nX-Slow: ");
-    assert!(held >= Duration::from_millis(2500), "closed early: {held:?}");
+    assert!(
+        held >= Duration::from_millis(2500),
+        "closed early: {held:?}"
+    );
     assert!(held < Duration::from_secs(15), "held for {held:?}");
     // ...and before the first byte: a silent connection.
     let mut silent = Conn::open(grace.addr()).unwrap();
@@ -97,15 +106,24 @@ fn a_slowloris_client_cannot_hold_the_shutdown_past_its_deadline() {
     grace.log().wait_for("ready");
     // The client has connected and sent its first bytes.
     support::eventually(SOON, "the slow connection", || {
-        let fds = std::fs::read_dir(format!("/proc/{}/fd", grace.pid())).ok()?.count();
+        let fds = std::fs::read_dir(format!("/proc/{}/fd", grace.pid()))
+            .ok()?
+            .count();
         (fds > 0).then_some(())
     });
     std::thread::sleep(Duration::from_millis(1500)); // the scenario: mid-head
     let signalled = Instant::now();
     grace.signal(Signal::TERM);
     let status = grace.wait_exit(SOON);
-    assert!(matches!(status.code(), Some(0) | Some(FORCED)), "{status:?}");
-    assert!(signalled.elapsed() < Duration::from_secs(12), "{:?}", signalled.elapsed());
+    assert!(
+        matches!(status.code(), Some(0) | Some(FORCED)),
+        "{status:?}"
+    );
+    assert!(
+        signalled.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        signalled.elapsed()
+    );
     client.join().unwrap();
 }
 
@@ -138,12 +156,19 @@ fn headers_over_the_limit_get_431_and_under_it_are_served() {
 fn a_configured_header_limit_applies_to_http1_and_http2() {
     let grace = Grace::start(&config("m", "", &limits("max_header_size = 4096")));
     let mut s = TcpStream::connect(grace.addr()).unwrap();
-    let req = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "b".repeat(5000));
+    let req = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(5000)
+    );
     s.write_all(req.as_bytes()).unwrap();
     assert_eq!(status_of(&read_all(&mut s)), 431);
 
     let mut conn = H2::open(grace.addr()).unwrap();
-    assert_eq!(conn.server_setting(0x6), Some(4096), "SETTINGS_MAX_HEADER_LIST_SIZE");
+    assert_eq!(
+        conn.server_setting(0x6),
+        Some(4096),
+        "SETTINGS_MAX_HEADER_LIST_SIZE"
+    );
 }
 
 #[test]
@@ -153,7 +178,11 @@ fn at_the_connection_limit_the_excess_waits_and_the_others_are_served() {
         "",
         &limits("max_connections = 3\nheader_read_timeout = \"2s\""),
     ));
-    let fds = || std::fs::read_dir(format!("/proc/{}/fd", grace.pid())).unwrap().count();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", grace.pid()))
+            .unwrap()
+            .count()
+    };
     let mut kept_alive = Conn::open(grace.addr()).unwrap();
     assert_eq!(kept_alive.get("/").unwrap().body, "m");
     let baseline = fds();
@@ -182,7 +211,11 @@ fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     assert_eq!(idle.get("/").unwrap().body, "m");
     let since = Instant::now();
     idle.expect_eof(SOON).unwrap();
-    assert!(since.elapsed() >= Duration::from_millis(800), "{:?}", since.elapsed());
+    assert!(
+        since.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        since.elapsed()
+    );
 
     // A connection in use is not idle.
     let mut busy = Conn::open(grace.addr()).unwrap();
@@ -219,12 +252,17 @@ fn a_client_that_never_reads_cannot_hold_the_drain() {
     // Thirty pipelined requests for 500 KB each, never read: the writes
     // stall once the socket buffers are full.
     for _ in 0..30 {
-        s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
     }
     let signalled = Instant::now();
     grace.signal(Signal::TERM);
     assert_eq!(grace.wait_exit(SOON).code(), Some(0));
-    assert!(signalled.elapsed() < Duration::from_secs(15), "{:?}", signalled.elapsed());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        signalled.elapsed()
+    );
     drop(s);
 }
 
@@ -236,7 +274,11 @@ fn http2_concurrent_streams_are_limited() {
         &(limits("http2_max_concurrent_streams = 4") + &slow_route("2s")),
     ));
     let mut conn = H2::open(grace.addr()).unwrap();
-    assert_eq!(conn.server_setting(0x3), Some(4), "SETTINGS_MAX_CONCURRENT_STREAMS");
+    assert_eq!(
+        conn.server_setting(0x3),
+        Some(4),
+        "SETTINGS_MAX_CONCURRENT_STREAMS"
+    );
     // Our SETTINGS ACK went out with the server's; now six streams at once.
     for id in [1, 3, 5, 7, 9, 11] {
         conn.send(&h2::get(id, "/slow")).unwrap();
@@ -276,7 +318,11 @@ fn a_rapid_reset_flood_is_cut_with_enhance_your_calm() {
             calm = Some(f.error_code());
         }
     }
-    assert_eq!(calm, Some(h2::ENHANCE_YOUR_CALM), "GOAWAY(ENHANCE_YOUR_CALM)");
+    assert_eq!(
+        calm,
+        Some(h2::ENHANCE_YOUR_CALM),
+        "GOAWAY(ENHANCE_YOUR_CALM)"
+    );
     // Everyone else is still served.
     assert_eq!(get(grace.addr(), "/").unwrap().body, "m");
     let mut other = H2::open(grace.addr()).unwrap();
@@ -325,7 +371,8 @@ fn a_half_closed_client_gets_its_responses() {
     let grace = Grace::start(&config("m", "", &slow_route("500ms")));
     // The end of the client's stream arrives while the handler still works.
     let mut s = TcpStream::connect(grace.addr()).unwrap();
-    s.write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     s.shutdown(Half::Write).unwrap();
     let response = String::from_utf8(read_all(&mut s)).unwrap();
     assert!(response.ends_with("slow done"), "{response:?}");
@@ -345,8 +392,16 @@ fn a_huge_request_body_is_not_buffered() {
     let grace = Grace::start(&config("m", "", ""));
     let rss = || {
         let status = std::fs::read_to_string(format!("/proc/{}/status", grace.pid())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().to_owned();
-        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .unwrap()
+            .to_owned();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
     };
     let before = rss();
     let mut s = TcpStream::connect(grace.addr()).unwrap();
@@ -374,6 +429,9 @@ fn a_huge_request_body_is_not_buffered() {
     s.read_exact(&mut response).unwrap();
     assert_eq!(&response, b"HTTP/1.1 200");
     let grew_kb = peak_kb.max(rss()).saturating_sub(before);
-    assert!(grew_kb < 16 * 1024, "RSS grew by {grew_kb} KiB for a {len}-byte body");
+    assert!(
+        grew_kb < 16 * 1024,
+        "RSS grew by {grew_kb} KiB for a {len}-byte body"
+    );
     assert_eq!(get(grace.addr(), "/").unwrap().body, "m");
 }

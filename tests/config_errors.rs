@@ -43,7 +43,12 @@ struct Case {
     says: &'static [&'static str],
 }
 
-fn text(name: &'static str, body: &'static str, at: &'static str, says: &'static [&'static str]) -> Case {
+fn text(
+    name: &'static str,
+    body: &'static str,
+    at: &'static str,
+    says: &'static [&'static str],
+) -> Case {
     Case {
         name,
         make: Make::Text(body),
@@ -59,57 +64,286 @@ fn cases() -> Vec<Case> {
     }
     vec![
         // TOML syntax.
-        text("unterminated string", "message = \"oops\n", "1:16", &["invalid basic string"]),
-        text("missing equals sign", "message \"hi\"\n", "1:9", &["expected `.`, `=`"]),
-        text("duplicate key", "message = \"a\"\nmessage = \"b\"\n", "2:1", &["duplicate key `message`"]),
-        text("duplicate table", "[server]\n[server]\n", "2:1", &["invalid table header", "duplicate key `server`"]),
-        text("invalid escape", "message = \"a\\qb\"\n", "1:15", &["invalid escape sequence"]),
+        text(
+            "unterminated string",
+            "message = \"oops\n",
+            "1:16",
+            &["invalid basic string"],
+        ),
+        text(
+            "missing equals sign",
+            "message \"hi\"\n",
+            "1:9",
+            &["expected `.`, `=`"],
+        ),
+        text(
+            "duplicate key",
+            "message = \"a\"\nmessage = \"b\"\n",
+            "2:1",
+            &["duplicate key `message`"],
+        ),
+        text(
+            "duplicate table",
+            "[server]\n[server]\n",
+            "2:1",
+            &["invalid table header", "duplicate key `server`"],
+        ),
+        text(
+            "invalid escape",
+            "message = \"a\\qb\"\n",
+            "1:15",
+            &["invalid escape sequence"],
+        ),
         // Wrong types, with the key they belong to.
-        text("string expected, integer given", "message = 42\n", "1:11", &["invalid type: integer `42`, expected a string", "(key `message`)"]),
-        text("duration as a number", "[server]\nshutdown_timeout = 5\n", "2:20", &["invalid type: integer `5`", "(key `server.shutdown_timeout`)"]),
-        text("listen as a number", "[server]\nlisten = 8080\n", "2:10", &["invalid type: integer `8080`", "(key `server.listen`)"]),
-        text("routes as a table", "[routes]\npath = \"/a\"\n", "1:1", &["invalid type: map, expected a sequence"]),
-        text("status as a string", "[[routes]]\npath = \"/a\"\nstatus = \"ok\"\n", "3:10", &["invalid type: string \"ok\"", "(key `routes.status`)"]),
-        text("route without a path", "[[routes]]\nbody = \"x\"\n", "1:1", &["missing field `path`"]),
+        text(
+            "string expected, integer given",
+            "message = 42\n",
+            "1:11",
+            &[
+                "invalid type: integer `42`, expected a string",
+                "(key `message`)",
+            ],
+        ),
+        text(
+            "duration as a number",
+            "[server]\nshutdown_timeout = 5\n",
+            "2:20",
+            &[
+                "invalid type: integer `5`",
+                "(key `server.shutdown_timeout`)",
+            ],
+        ),
+        text(
+            "listen as a number",
+            "[server]\nlisten = 8080\n",
+            "2:10",
+            &["invalid type: integer `8080`", "(key `server.listen`)"],
+        ),
+        text(
+            "routes as a table",
+            "[routes]\npath = \"/a\"\n",
+            "1:1",
+            &["invalid type: map, expected a sequence"],
+        ),
+        text(
+            "status as a string",
+            "[[routes]]\npath = \"/a\"\nstatus = \"ok\"\n",
+            "3:10",
+            &["invalid type: string \"ok\"", "(key `routes.status`)"],
+        ),
+        text(
+            "route without a path",
+            "[[routes]]\nbody = \"x\"\n",
+            "1:1",
+            &["missing field `path`"],
+        ),
         // Unknown keys, with a suggestion for near misses.
-        text("unknown key, near miss", "[server]\nshutdown_timout = \"5s\"\n", "2:1", &["unknown field `shutdown_timout`", "did you mean `shutdown_timeout`?"]),
-        text("unknown table, near miss", "[sever]\nlisten = \"127.0.0.1:1\"\n", "1:2", &["unknown field `sever`", "did you mean `server`?"]),
-        text("unknown top-level key, near miss", "mesage = \"hi\"\n", "1:1", &["unknown field `mesage`", "did you mean `message`?"]),
-        text("unknown key, no near miss", "[limits]\ncolour = \"blue\"\n", "2:1", &["unknown field `colour`, expected one of"]),
+        text(
+            "unknown key, near miss",
+            "[server]\nshutdown_timout = \"5s\"\n",
+            "2:1",
+            &[
+                "unknown field `shutdown_timout`",
+                "did you mean `shutdown_timeout`?",
+            ],
+        ),
+        text(
+            "unknown table, near miss",
+            "[sever]\nlisten = \"127.0.0.1:1\"\n",
+            "1:2",
+            &["unknown field `sever`", "did you mean `server`?"],
+        ),
+        text(
+            "unknown top-level key, near miss",
+            "mesage = \"hi\"\n",
+            "1:1",
+            &["unknown field `mesage`", "did you mean `message`?"],
+        ),
+        text(
+            "unknown key, no near miss",
+            "[limits]\ncolour = \"blue\"\n",
+            "2:1",
+            &["unknown field `colour`, expected one of"],
+        ),
         // Out of range.
-        text("duration zero where positive needed", "[server]\nshutdown_timeout = \"0s\"\n", "2:20", &["`shutdown_timeout` = \"0s\" is out of range"]),
-        text("duration too long", "[server]\nidle_grace = \"2h\"\n", "2:14", &["`idle_grace` = \"2h\" is out of range"]),
-        text("duration unparsable", "[server]\nshutdown_delay = \"soon\"\n", "2:18", &["invalid duration \"soon\" for `shutdown_delay`"]),
-        text("negative duration", "[limits]\nidle_timeout = \"-1s\"\n", "2:16", &["invalid duration \"-1s\" for `idle_timeout`"]),
-        text("status below 200", "[[routes]]\npath = \"/a\"\nstatus = 99\n", "3:10", &["invalid status 99: expected a number from 200 to 599"]),
-        text("status above 599", "[[routes]]\npath = \"/a\"\nstatus = 600\n", "3:10", &["invalid status 600"]),
-        text("header size limit too small", "[limits]\nmax_header_size = 10\n", "2:19", &["`max_header_size` = 10 is out of range"]),
-        text("zero connections", "[limits]\nmax_connections = 0\n", "2:19", &["`max_connections` = 0 is out of range"]),
+        text(
+            "duration zero where positive needed",
+            "[server]\nshutdown_timeout = \"0s\"\n",
+            "2:20",
+            &["`shutdown_timeout` = \"0s\" is out of range"],
+        ),
+        text(
+            "duration too long",
+            "[server]\nidle_grace = \"2h\"\n",
+            "2:14",
+            &["`idle_grace` = \"2h\" is out of range"],
+        ),
+        text(
+            "duration unparsable",
+            "[server]\nshutdown_delay = \"soon\"\n",
+            "2:18",
+            &["invalid duration \"soon\" for `shutdown_delay`"],
+        ),
+        text(
+            "negative duration",
+            "[limits]\nidle_timeout = \"-1s\"\n",
+            "2:16",
+            &["invalid duration \"-1s\" for `idle_timeout`"],
+        ),
+        text(
+            "status below 200",
+            "[[routes]]\npath = \"/a\"\nstatus = 99\n",
+            "3:10",
+            &["invalid status 99: expected a number from 200 to 599"],
+        ),
+        text(
+            "status above 599",
+            "[[routes]]\npath = \"/a\"\nstatus = 600\n",
+            "3:10",
+            &["invalid status 600"],
+        ),
+        text(
+            "header size limit too small",
+            "[limits]\nmax_header_size = 10\n",
+            "2:19",
+            &["`max_header_size` = 10 is out of range"],
+        ),
+        text(
+            "zero connections",
+            "[limits]\nmax_connections = 0\n",
+            "2:19",
+            &["`max_connections` = 0 is out of range"],
+        ),
         // Headers.
-        text("invalid header name", "[[routes]]\npath = \"/a\"\nheaders = { \"bad name\" = \"v\" }\n", "3:13", &["invalid header name \"bad name\""]),
-        text("invalid header value", "[[routes]]\npath = \"/a\"\nheaders = { \"x-a\" = \"line\\nbreak\" }\n", "3:21", &["invalid value for header \"x-a\""]),
+        text(
+            "invalid header name",
+            "[[routes]]\npath = \"/a\"\nheaders = { \"bad name\" = \"v\" }\n",
+            "3:13",
+            &["invalid header name \"bad name\""],
+        ),
+        text(
+            "invalid header value",
+            "[[routes]]\npath = \"/a\"\nheaders = { \"x-a\" = \"line\\nbreak\" }\n",
+            "3:21",
+            &["invalid value for header \"x-a\""],
+        ),
         // Routes.
-        text("duplicate route paths", "[[routes]]\npath = \"/a\"\n[[routes]]\npath = \"/a\"\n", "4:8", &["duplicate route \"/a\""]),
-        text("path without a leading slash", "[[routes]]\npath = \"a\"\n", "2:8", &["route path \"a\" must start with \"/\""]),
-        text("path with a query", "[[routes]]\npath = \"/a?b\"\n", "2:8", &["is not a valid URL path"]),
-        text("reserved path", "[[routes]]\npath = \"/readyz\"\n", "2:8", &["reserved"]),
-        text("message and a route for /", "message = \"m\"\n[[routes]]\npath = \"/\"\n", "3:8", &["`message` already answers \"/\""]),
+        text(
+            "duplicate route paths",
+            "[[routes]]\npath = \"/a\"\n[[routes]]\npath = \"/a\"\n",
+            "4:8",
+            &["duplicate route \"/a\""],
+        ),
+        text(
+            "path without a leading slash",
+            "[[routes]]\npath = \"a\"\n",
+            "2:8",
+            &["route path \"a\" must start with \"/\""],
+        ),
+        text(
+            "path with a query",
+            "[[routes]]\npath = \"/a?b\"\n",
+            "2:8",
+            &["is not a valid URL path"],
+        ),
+        text(
+            "reserved path",
+            "[[routes]]\npath = \"/readyz\"\n",
+            "2:8",
+            &["reserved"],
+        ),
+        text(
+            "message and a route for /",
+            "message = \"m\"\n[[routes]]\npath = \"/\"\n",
+            "3:8",
+            &["`message` already answers \"/\""],
+        ),
         // Listen addresses.
-        text("listen without a port", "[server]\nlisten = [\"127.0.0.1\"]\n", "2:11", &["invalid listen address \"127.0.0.1\" (it has no port)"]),
-        text("listen IPv6 without a port", "[server]\nlisten = \"::1\"\n", "2:10", &["(it has no port)"]),
-        text("listen host name", "[server]\nlisten = \"localhost:80\"\n", "2:10", &["invalid listen address \"localhost:80\""]),
-        text("listen port out of range", "[server]\nlisten = \"127.0.0.1:70000\"\n", "2:10", &["invalid listen address \"127.0.0.1:70000\""]),
-        text("empty listen list", "[server]\nlisten = []\n", "2:10", &["`listen` is empty"]),
-        text("duplicated listen address", "[server]\nlisten = [\"127.0.0.1:1\", \"127.0.0.1:1\"]\n", "2:26", &["listen address 127.0.0.1:1 is given twice"]),
+        text(
+            "listen without a port",
+            "[server]\nlisten = [\"127.0.0.1\"]\n",
+            "2:11",
+            &["invalid listen address \"127.0.0.1\" (it has no port)"],
+        ),
+        text(
+            "listen IPv6 without a port",
+            "[server]\nlisten = \"::1\"\n",
+            "2:10",
+            &["(it has no port)"],
+        ),
+        text(
+            "listen host name",
+            "[server]\nlisten = \"localhost:80\"\n",
+            "2:10",
+            &["invalid listen address \"localhost:80\""],
+        ),
+        text(
+            "listen port out of range",
+            "[server]\nlisten = \"127.0.0.1:70000\"\n",
+            "2:10",
+            &["invalid listen address \"127.0.0.1:70000\""],
+        ),
+        text(
+            "empty listen list",
+            "[server]\nlisten = []\n",
+            "2:10",
+            &["`listen` is empty"],
+        ),
+        text(
+            "duplicated listen address",
+            "[server]\nlisten = [\"127.0.0.1:1\", \"127.0.0.1:1\"]\n",
+            "2:26",
+            &["listen address 127.0.0.1:1 is given twice"],
+        ),
         // The file itself.
-        Case { name: "empty file", make: Make::Text(""), at: None, says: &["the config file is empty"] },
-        Case { name: "only comments", make: Make::Text("# message = \"x\"\n\n   \n"), at: None, says: &["the config file is empty"] },
-        Case { name: "not UTF-8", make: Make::Bytes(b"message = \"caf\xe9\"\n".to_vec()), at: None, says: &["not valid UTF-8 (first bad byte at offset 14)"] },
-        Case { name: "oversized file", make: Make::Bytes(oversized), at: None, says: &["more than the limit of 1048576 bytes"] },
-        Case { name: "missing file", make: Make::Missing, at: None, says: &["cannot read the config file: No such file or directory"] },
-        Case { name: "permission denied", make: Make::Unreadable, at: None, says: &["cannot read the config file: Permission denied"] },
-        Case { name: "directory", make: Make::Directory, at: None, says: &["it is a directory, not a regular file"] },
-        Case { name: "symlink loop", make: Make::SymlinkLoop, at: None, says: &["Too many levels of symbolic links"] },
+        Case {
+            name: "empty file",
+            make: Make::Text(""),
+            at: None,
+            says: &["the config file is empty"],
+        },
+        Case {
+            name: "only comments",
+            make: Make::Text("# message = \"x\"\n\n   \n"),
+            at: None,
+            says: &["the config file is empty"],
+        },
+        Case {
+            name: "not UTF-8",
+            make: Make::Bytes(b"message = \"caf\xe9\"\n".to_vec()),
+            at: None,
+            says: &["not valid UTF-8 (first bad byte at offset 14)"],
+        },
+        Case {
+            name: "oversized file",
+            make: Make::Bytes(oversized),
+            at: None,
+            says: &["more than the limit of 1048576 bytes"],
+        },
+        Case {
+            name: "missing file",
+            make: Make::Missing,
+            at: None,
+            says: &["cannot read the config file: No such file or directory"],
+        },
+        Case {
+            name: "permission denied",
+            make: Make::Unreadable,
+            at: None,
+            says: &["cannot read the config file: Permission denied"],
+        },
+        Case {
+            name: "directory",
+            make: Make::Directory,
+            at: None,
+            says: &["it is a directory, not a regular file"],
+        },
+        Case {
+            name: "symlink loop",
+            make: Make::SymlinkLoop,
+            at: None,
+            says: &["Too many levels of symbolic links"],
+        },
     ]
 }
 
@@ -181,7 +415,12 @@ fn finish(mut command: Command) -> (Option<i32>, String) {
         let _ = child.wait();
     }
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     (status.and_then(|s| s.code()), err)
 }
 
@@ -223,7 +462,11 @@ fn check_rejects_every_kind_with_78_and_says_where() {
         assert_eq!(code, Some(CONFIG), "check / {}: {err}", case.name);
         assert_says(&case, &path, &err, "check");
         if case.at.is_some() {
-            assert!(err.contains('^'), "check / {}: a caret points at the spot:\n{err}", case.name);
+            assert!(
+                err.contains('^'),
+                "check / {}: a caret points at the spot:\n{err}",
+                case.name
+            );
         }
         checked += 1;
     }
@@ -263,7 +506,11 @@ fn reloading_onto_every_kind_keeps_the_old_config_and_the_process() {
         let line = grace.log().wait_count("reload rejected", rejected, SOON);
         assert!(line.contains("generation 1 keeps serving"), "{line}");
         assert_says(&case, &path, &line, "reload");
-        assert!(grace.is_running(), "reload / {}: the process died", case.name);
+        assert!(
+            grace.is_running(),
+            "reload / {}: the process died",
+            case.name
+        );
         assert_eq!(
             get(grace.addr(), "/").unwrap().body,
             "generation one",
@@ -274,9 +521,15 @@ fn reloading_onto_every_kind_keeps_the_old_config_and_the_process() {
     // The file deleted between reloads: the missing-file case above, after a
     // good file was served. And a good file after all that is taken.
     clear(&path);
-    write_atomically(&path, b"message = \"generation two\"\n[server]\nlisten = \"127.0.0.1:0\"\n");
+    write_atomically(
+        &path,
+        b"message = \"generation two\"\n[server]\nlisten = \"127.0.0.1:0\"\n",
+    );
     grace.signal(Signal::HUP);
-    assert!(grace.log().wait_for("reload accepted").contains("generation=2"));
+    assert!(grace
+        .log()
+        .wait_for("reload accepted")
+        .contains("generation=2"));
     assert_eq!(get(grace.addr(), "/").unwrap().body, "generation two");
     assert_eq!(grace.log().count("reload accepted"), 1);
     grace.signal(Signal::TERM);

@@ -24,11 +24,17 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 fn ticks_per_second() -> u64 {
     let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }
 
 #[test]
@@ -65,9 +71,15 @@ fn out_of_file_descriptors_the_accept_loop_backs_off_and_recovers() {
     let used = cpu_ticks(pid) - before;
     let budget = ticks_per_second() * window.as_secs() / 4;
     eprintln!("backing off: {used} ticks of CPU over {window:?}");
-    assert!(used < budget, "{used} ticks of CPU in {window:?} (budget {budget})");
+    assert!(
+        used < budget,
+        "{used} ticks of CPU in {window:?} (budget {budget})"
+    );
     let logged = grace.log().count("accept failed") - logged_before;
-    assert!(logged <= 5, "{logged} accept error lines in {window:?}: not rate-limited");
+    assert!(
+        logged <= 5,
+        "{logged} accept error lines in {window:?}: not rate-limited"
+    );
 
     // What was accepted is served; a reload that cannot open its file is
     // rejected, and the process lives on.

@@ -19,7 +19,10 @@ fn slow_route(delay: &str) -> String {
 }
 
 fn big_route(bytes: usize) -> String {
-    format!("[[routes]]\npath = \"/big\"\nbody = \"{}\"\n", "x".repeat(bytes))
+    format!(
+        "[[routes]]\npath = \"/big\"\nbody = \"{}\"\n",
+        "x".repeat(bytes)
+    )
 }
 
 #[test]
@@ -99,9 +102,8 @@ fn sigint_twice_in_quick_succession_cuts_the_rest_at_once_or_at_the_deadline() {
     let mut slow = Conn::open(grace.addr()).unwrap();
     slow.send("/slow").unwrap();
     support::eventually(SOON, "the request to be in flight", || {
-        Some(()).filter(|()| {
-            get(grace.addr(), "/readyz").is_ok() && grace.log().count("signal") == 0
-        })
+        Some(())
+            .filter(|()| get(grace.addr(), "/readyz").is_ok() && grace.log().count("signal") == 0)
     });
     let sent = Instant::now();
     grace.signal(Signal::INT);
@@ -111,7 +113,11 @@ fn sigint_twice_in_quick_succession_cuts_the_rest_at_once_or_at_the_deadline() {
     // process exits by itself, with the forced status, well before the slow
     // request would have finished.
     assert_eq!(grace.wait_exit(SOON).code(), Some(FORCED));
-    assert!(sent.elapsed() < Duration::from_secs(15), "{:?}", sent.elapsed());
+    assert!(
+        sent.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        sent.elapsed()
+    );
     grace.log().wait_for("signal received: SIGINT");
     assert!(slow.recv().is_err());
 }
@@ -135,7 +141,8 @@ fn clients_gone_mid_write_never_kill_the_process() {
     for _ in 0..100 {
         let mut s = TcpStream::connect(grace.addr()).unwrap();
         s.set_read_timeout(Some(SOON)).unwrap();
-        s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
         let mut first = [0u8; 16];
         s.read_exact(&mut first).unwrap();
         // Closing with unread data sends a reset: the server's next write
@@ -182,10 +189,15 @@ fn log_noise(addr: std::net::SocketAddr, n: usize) {
     for _ in 0..n {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(SOON)).unwrap();
-        s.write_all(b"\x16\x03\x01 not http at all\r\n\r\n").unwrap();
+        s.write_all(b"\x16\x03\x01 not http at all\r\n\r\n")
+            .unwrap();
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
-        assert!(out.starts_with(b"HTTP/1.1 400"), "{:?}", String::from_utf8_lossy(&out));
+        assert!(
+            out.starts_with(b"HTTP/1.1 400"),
+            "{:?}",
+            String::from_utf8_lossy(&out)
+        );
     }
 }
 

@@ -117,7 +117,10 @@ mod tests {
             suggestion("unknown field `shutdown_tiemout`, expected `shutdown_timeout` or `x`"),
             Some("shutdown_timeout")
         );
-        assert_eq!(suggestion("unknown field `Path`, expected `path`"), Some("path"));
+        assert_eq!(
+            suggestion("unknown field `Path`, expected `path`"),
+            Some("path")
+        );
     }
 
     #[test]
@@ -125,14 +128,25 @@ mod tests {
         let text = "message = \"m\"\n[server]\nshutdown_timeout = 5\n";
         let at = text.find('5').unwrap();
         assert_eq!(
-            name_the_key(text, Some(&(at..at + 1)), "invalid type: integer `5`, expected a string".into()),
+            name_the_key(
+                text,
+                Some(&(at..at + 1)),
+                "invalid type: integer `5`, expected a string".into()
+            ),
             "invalid type: integer `5`, expected a string (key `server.shutdown_timeout`)"
         );
         assert_eq!(
-            name_the_key("message = 42\n", Some(&(10..12)), "invalid type: integer `42`".into()),
+            name_the_key(
+                "message = 42\n",
+                Some(&(10..12)),
+                "invalid type: integer `42`".into()
+            ),
             "invalid type: integer `42` (key `message`)"
         );
-        assert_eq!(name_the_key("x", None, "unknown field `x`".into()), "unknown field `x`");
+        assert_eq!(
+            name_the_key("x", None, "unknown field `x`".into()),
+            "unknown field `x`"
+        );
     }
 
     #[test]
@@ -141,7 +155,10 @@ mod tests {
             suggestion("unknown field `colour`, expected one of `message`, `server`, `routes`"),
             None
         );
-        assert_eq!(suggestion("invalid type: integer `5`, expected a string"), None);
+        assert_eq!(
+            suggestion("invalid type: integer `5`, expected a string"),
+            None
+        );
         assert_eq!(distance("abc", "abc"), 0);
         assert_eq!(distance("kitten", "sitting"), 3);
     }

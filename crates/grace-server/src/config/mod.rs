@@ -2,10 +2,10 @@
 //! and settled into a [`Config`] that the request path uses as is.
 
 mod error;
+mod hints;
 #[cfg(test)]
 mod proptests;
 mod raw;
-mod hints;
 
 use std::collections::HashMap;
 use std::io::Read;

@@ -16,10 +16,27 @@ fn check(result: Result<Config, ConfigError>) {
 /// Keys grace knows, so generated documents get past "unknown field" often
 /// and reach the checks behind it.
 const KEYS: &[&str] = &[
-    "message", "server", "routes", "limits", "listen", "shutdown_timeout", "shutdown_delay",
-    "idle_grace", "upgrade_timeout", "path", "status", "body", "headers", "delay",
-    "header_read_timeout", "idle_timeout", "write_timeout", "max_header_size",
-    "max_connections", "http2_max_concurrent_streams", "http2_max_pending_reset_streams",
+    "message",
+    "server",
+    "routes",
+    "limits",
+    "listen",
+    "shutdown_timeout",
+    "shutdown_delay",
+    "idle_grace",
+    "upgrade_timeout",
+    "path",
+    "status",
+    "body",
+    "headers",
+    "delay",
+    "header_read_timeout",
+    "idle_timeout",
+    "write_timeout",
+    "max_header_size",
+    "max_connections",
+    "http2_max_concurrent_streams",
+    "http2_max_pending_reset_streams",
 ];
 
 fn key() -> impl Strategy<Value = String> {
@@ -39,7 +56,8 @@ fn scalar() -> impl Strategy<Value = toml::Value> {
         ".{0,12}".prop_map(toml::Value::String),
         "[0-9]{1,5}(ms|s|m|h|d|x)?".prop_map(toml::Value::String),
         "(/|[a-z])[a-z/?# ]{0,8}".prop_map(toml::Value::String),
-        "(\\[::1\\]|127\\.0\\.0\\.1|0\\.0\\.0\\.0|[a-z]{1,5})(:[0-9]{0,6})?".prop_map(toml::Value::String),
+        "(\\[::1\\]|127\\.0\\.0\\.1|0\\.0\\.0\\.0|[a-z]{1,5})(:[0-9]{0,6})?"
+            .prop_map(toml::Value::String),
     ]
 }
 

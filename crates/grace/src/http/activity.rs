@@ -106,7 +106,11 @@ impl<T> Watched<T> {
         self.inner
     }
 
-    fn on_write(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+    fn on_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
         match poll {
             Poll::Ready(Ok(n)) => {
                 self.stalled = None;

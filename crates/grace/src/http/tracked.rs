@@ -55,10 +55,7 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn call(&self, req: Request<ReqB>) -> Self::Future {
-        let guard = (
-            self.shutdown.track_request(),
-            self.activity.begin_request(),
-        );
+        let guard = (self.shutdown.track_request(), self.activity.begin_request());
         ResponseFuture {
             // Boxed so the future is Unpin whatever the user's is: hyper's
             // `poll_without_shutdown`, which the drain needs, requires it.
