@@ -6,6 +6,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod h2;
 pub mod http;
 pub mod load;
 
@@ -120,9 +121,22 @@ impl Grace {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> Grace {
+        let mut command = Command::new(program);
+        command.envs(env.iter().copied());
+        Self::start_command(command, dir, config, extra_args)
+    }
+
+    /// Starts `command` (grace, or a wrapper that execs it, such as
+    /// `setpriv ... grace`) with `--config` and `--pid-file` in `dir`
+    /// appended, and waits until it is ready.
+    pub fn start_command(
+        mut command: Command,
+        dir: tempfile::TempDir,
+        config: &str,
+        extra_args: &[&str],
+    ) -> Grace {
         std::fs::write(dir.path().join("grace.toml"), config).unwrap();
         let own_config = !extra_args.contains(&"--config");
-        let mut command = Command::new(program);
         if own_config {
             command.arg("--config").arg(dir.path().join("grace.toml"));
         }
@@ -130,7 +144,6 @@ impl Grace {
             .arg("--pid-file")
             .arg(dir.path().join("grace.pid"))
             .args(extra_args)
-            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -337,4 +350,18 @@ pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
             (name.to_owned(), value.parse().unwrap())
         })
         .collect()
+}
+
+/// A loopback address with a port that was free a moment ago (bound and
+/// released): for servers whose log the test cannot read to learn the port.
+pub fn free_addr() -> SocketAddr {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap()
+}
+
+/// Polls until `addr` answers `GET /` with 200.
+pub fn wait_serving(addr: SocketAddr) {
+    eventually(SOON, "the server to answer", || {
+        http::get(addr, "/").ok().filter(|r| r.status == 200)
+    });
 }

@@ -9,6 +9,7 @@ mod logging;
 mod metrics;
 mod routes;
 mod serve;
+mod stdio;
 
 use std::process::ExitCode;
 
@@ -18,6 +19,7 @@ use client::Action;
 use config::Source;
 
 fn main() -> ExitCode {
+    stdio::ensure_open();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {

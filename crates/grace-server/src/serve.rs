@@ -21,7 +21,7 @@ use crate::routes::App;
 use crate::{exit, logging};
 
 pub fn run(args: ServeArgs) -> u8 {
-    logging::init(args.log_format);
+    let log = logging::init(args.log_format);
     // First, while this is the only thread: the environment is read and
     // cleared, and inherited descriptors are owned before anything can leak
     // them into a child.
@@ -51,7 +51,12 @@ pub fn run(args: ServeArgs) -> u8 {
             return exit::OSERR;
         }
     };
-    runtime.block_on(serve(args, source, config, inherited))
+    let code = runtime.block_on(async {
+        log.report_dropped();
+        serve(args, source, config, inherited).await
+    });
+    log.report_final();
+    code
 }
 
 async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: Inherited) -> u8 {
@@ -164,8 +169,10 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
         None => app.clone().with_metrics(metrics.clone()),
     };
     let running = grace::serve(listeners, main_app, &shutdown)
+        .limits(config.load().limits)
         .observe(stats.clone())
         .start();
+    follow_limits(&config, running.clone());
     if let Some(admin) = admin {
         tracing::info!(addr = %admin.local_addr(), "metrics on the admin address only");
         // Not observed: scrapes are not the traffic being measured.
@@ -174,6 +181,7 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
             app.with_metrics(metrics.clone()).admin(),
             &shutdown,
         )
+        .limits(config.load().limits)
         .start();
     }
     let reloader = Reloader::new(config.clone(), move || source_for_reload.load())
@@ -335,6 +343,21 @@ fn follow_upgrade_timeout(config: &Reloadable<Config>, handoff: Arc<Handoff>) {
     tokio::spawn(async move {
         while changes.changed().await.is_ok() {
             handoff.set_ready_timeout(config.load().server.upgrade_timeout);
+        }
+    });
+}
+
+/// Applies `[limits]` changes on reload: new connections get the new limits.
+fn follow_limits(config: &Reloadable<Config>, running: Running) {
+    let mut changes = config.subscribe();
+    let config = config.clone();
+    tokio::spawn(async move {
+        while changes.changed().await.is_ok() {
+            let limits = config.load().limits;
+            if limits != running.limits() {
+                tracing::info!(?limits, "limits changed: new connections use them");
+                running.set_limits(limits);
+            }
         }
     });
 }

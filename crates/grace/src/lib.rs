@@ -94,7 +94,7 @@ pub use drain::{DrainSettings, ForceReason, Outcome, Phase, Shutdown};
 pub use error::{BindError, BoxError, ReloadError};
 #[cfg(feature = "tower")]
 pub use http::serve_tower;
-pub use http::{serve, Running, Serve};
+pub use http::{serve, Limits, Running, Serve};
 pub use lifecycle::{Controller, Lifecycle};
 pub use listener::Listener;
 pub use reload::{ReloadEvent, Reloader, Ticket, Verdict};

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::error::BindError;
+use crate::http::admission::{Admission, Slot};
 use tokio_util::sync::CancellationToken;
 
 /// How many completed connections the kernel queues for us. Large, because
@@ -102,17 +103,28 @@ impl Listener {
         self.addr
     }
 
-    /// Accepts connections, handing each to `on_conn`, until `stop` is
-    /// cancelled (the drain started, or this listener was removed). Then it takes the connections the kernel had already
-    /// completed, so closing the socket does not reset them, and closes it:
-    /// from then on connects are refused instead of left in a queue nobody
-    /// reads.
-    pub(crate) async fn accept_until<F>(self, stop: CancellationToken, mut on_conn: F)
-    where
-        F: FnMut(TcpStream, SocketAddr),
+    /// Accepts connections, handing each to `on_conn` with its place under
+    /// the connection limit, until `stop` is cancelled (the drain started, or
+    /// this listener was removed). At the limit it waits for a slot before
+    /// accepting, so the excess waits in the kernel's backlog. Once stopped it
+    /// takes the connections the kernel had already completed, so closing the
+    /// socket does not reset them, and closes it: from then on connects are
+    /// refused instead of left in a queue nobody reads.
+    pub(crate) async fn accept_until<F>(
+        self,
+        stop: CancellationToken,
+        admission: &Admission,
+        mut on_conn: F,
+    ) where
+        F: FnMut(TcpStream, SocketAddr, Slot),
     {
         let mut backoff = Backoff::default();
         loop {
+            let slot = tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                slot = admission.admit(&self.name) => slot,
+            };
             let accepted = tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
@@ -121,7 +133,7 @@ impl Listener {
             match accepted {
                 Ok((stream, peer)) => {
                     backoff.reset();
-                    on_conn(stream, peer);
+                    on_conn(stream, peer, slot);
                 }
                 Err(e) if is_per_connection(&e) => {}
                 Err(e) => {
@@ -133,12 +145,12 @@ impl Listener {
                 }
             }
         }
-        self.sweep_and_close(&mut on_conn);
+        self.sweep_and_close(admission, &mut on_conn);
     }
 
-    fn sweep_and_close<F>(self, on_conn: &mut F)
+    fn sweep_and_close<F>(self, admission: &Admission, on_conn: &mut F)
     where
-        F: FnMut(TcpStream, SocketAddr),
+        F: FnMut(TcpStream, SocketAddr, Slot),
     {
         let name = self.name;
         let std = match self.inner.into_std() {
@@ -157,7 +169,7 @@ impl Listener {
                 {
                     Ok(stream) => {
                         taken += 1;
-                        on_conn(stream, peer);
+                        on_conn(stream, peer, admission.admit_now());
                     }
                     Err(e) => tracing::debug!(listener = %name, "dropping queued connection: {e}"),
                 },

@@ -38,6 +38,8 @@ enum Kind {
     Read(io::Error),
     TooLarge { len: u64, limit: u64 },
     NotUtf8 { offset: usize },
+    NotAFile { kind: &'static str },
+    Empty,
     Invalid(Invalid),
 }
 
@@ -67,6 +69,20 @@ impl ConfigError {
         ConfigError {
             origin,
             kind: Kind::NotUtf8 { offset },
+        }
+    }
+
+    pub fn not_a_file(origin: Origin, kind: &'static str) -> Self {
+        ConfigError {
+            origin,
+            kind: Kind::NotAFile { kind },
+        }
+    }
+
+    pub fn empty(origin: Origin) -> Self {
+        ConfigError {
+            origin,
+            kind: Kind::Empty,
         }
     }
 
@@ -120,6 +136,17 @@ impl fmt::Display for ConfigError {
             Kind::NotUtf8 { offset } => write!(
                 f,
                 "{}: the config file is not valid UTF-8 (first bad byte at offset {offset})",
+                self.origin
+            ),
+            Kind::NotAFile { kind } => write!(
+                f,
+                "{}: cannot read the config file: it is {kind}, not a regular file",
+                self.origin
+            ),
+            Kind::Empty => write!(
+                f,
+                "{}: the config file is empty (nothing but blank lines and comments); \
+                 refusing to run on defaults by accident",
                 self.origin
             ),
             Kind::Invalid(inv) => {

@@ -2,6 +2,9 @@
 //! and settled into a [`Config`] that the request path uses as is.
 
 mod error;
+mod hints;
+#[cfg(test)]
+mod proptests;
 mod raw;
 
 use std::collections::HashMap;
@@ -18,7 +21,8 @@ use http::{HeaderMap, StatusCode};
 use toml::Spanned;
 
 pub use error::{ConfigError, Origin};
-use raw::{RawConfig, RawRoute, RawServer};
+use grace::Limits;
+use raw::{RawConfig, RawLimits, RawRoute, RawServer};
 
 /// The embedded default: the seed article's server.
 const DEFAULT: &str = include_str!("default.toml");
@@ -39,6 +43,8 @@ pub struct Config {
     pub server: Server,
     /// Exact path → response. `/` comes from `message` when it is set.
     pub routes: HashMap<String, Route>,
+    /// What one client may cost: `[limits]`.
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +98,12 @@ impl Source {
 }
 
 fn read_file(path: &PathBuf, origin: &Origin) -> Result<String, ConfigError> {
+    // Before opening: opening a FIFO blocks until someone writes to it, and
+    // a directory opens fine only to fail on read with a vaguer message.
+    let meta = std::fs::metadata(path).map_err(|e| ConfigError::read(origin.clone(), e))?;
+    if !meta.is_file() {
+        return Err(ConfigError::not_a_file(origin.clone(), file_kind(&meta)));
+    }
     let file = std::fs::File::open(path).map_err(|e| ConfigError::read(origin.clone(), e))?;
     let mut bytes = Vec::new();
     // One byte over the limit is enough to know it is too large, without
@@ -107,15 +119,47 @@ fn read_file(path: &PathBuf, origin: &Origin) -> Result<String, ConfigError> {
         .map_err(|e| ConfigError::not_utf8(origin.clone(), e.utf8_error().valid_up_to()))
 }
 
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a named pipe"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "a special file"
+    }
+}
+
+/// True when `text` has nothing but blank lines and comments: a file
+/// truncated by a failed deploy must not silently mean "all defaults".
+fn is_blank(text: &str) -> bool {
+    text.lines()
+        .map(str::trim)
+        .all(|line| line.is_empty() || line.starts_with('#'))
+}
+
 /// Parses and checks `text`.
 pub fn parse(text: &str, origin: Origin) -> Result<Config, ConfigError> {
+    if is_blank(text) {
+        return Err(ConfigError::empty(origin));
+    }
     let text: Arc<str> = Arc::from(text);
     let raw: RawConfig = toml::from_str(&text).map_err(|e| {
         ConfigError::invalid(
             origin.clone(),
             text.clone(),
             e.span(),
-            e.message().trim_end(),
+            hints::name_the_key(
+                &text,
+                e.span().as_ref(),
+                // One line: the message ends up in a log line.
+                hints::did_you_mean(&e.message().trim_end().replace('\n', ": ")),
+            ),
         )
     })?;
     Checker { origin, text }.config(raw)
@@ -167,7 +211,90 @@ impl Checker {
             }
             routes.insert(path, route);
         }
-        Ok(Config { server, routes })
+        let limits = self.limits(raw.limits)?;
+        Ok(Config {
+            server,
+            routes,
+            limits,
+        })
+    }
+
+    fn limits(&self, raw: RawLimits) -> Result<Limits, ConfigError> {
+        let default = Limits::default();
+        let timeout = Duration::from_millis(100)..=Duration::from_secs(3600);
+        let mut limits = default;
+        limits.header_read_timeout = self.duration(
+            raw.header_read_timeout,
+            default.header_read_timeout,
+            timeout.clone(),
+            "header_read_timeout",
+        )?;
+        limits.idle_timeout = self.duration(
+            raw.idle_timeout,
+            default.idle_timeout,
+            timeout.clone(),
+            "idle_timeout",
+        )?;
+        limits.write_timeout = self.duration(
+            raw.write_timeout,
+            default.write_timeout,
+            timeout,
+            "write_timeout",
+        )?;
+        limits.max_header_size = self.int(
+            raw.max_header_size,
+            default.max_header_size,
+            Limits::MIN_HEADER_SIZE..=1024 * 1024,
+            "max_header_size",
+        )?;
+        limits.max_connections = self.int(
+            raw.max_connections,
+            default.max_connections,
+            1..=1_000_000,
+            "max_connections",
+        )?;
+        limits.http2_max_concurrent_streams = self.int(
+            raw.http2_max_concurrent_streams,
+            default.http2_max_concurrent_streams,
+            1..=10_000,
+            "http2_max_concurrent_streams",
+        )?;
+        limits.http2_max_pending_reset_streams = self.int(
+            raw.http2_max_pending_reset_streams,
+            default.http2_max_pending_reset_streams,
+            1..=10_000,
+            "http2_max_pending_reset_streams",
+        )?;
+        Ok(limits)
+    }
+
+    fn int<T>(
+        &self,
+        value: Option<Spanned<i64>>,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+        key: &str,
+    ) -> Result<T, ConfigError>
+    where
+        T: TryFrom<i64> + PartialOrd + std::fmt::Display,
+    {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        T::try_from(*value.get_ref())
+            .ok()
+            .filter(|v| range.contains(v))
+            .ok_or_else(|| {
+                self.fail(
+                    value.span(),
+                    format!(
+                        "`{key}` = {} is out of range: it must be between {} and {}",
+                        value.get_ref(),
+                        range.start(),
+                        range.end()
+                    ),
+                )
+            })
     }
 
     fn server(&self, raw: RawServer) -> Result<Server, ConfigError> {
@@ -453,7 +580,7 @@ headers = { "x-app" = "grace", "content-type" = "application/json" }
     fn errors_name_the_file_line_and_column() {
         assert_eq!(
             err("message = \"a\"\nbogus = 1\n"),
-            "c.toml:2:1: unknown field `bogus`, expected one of `message`, `server`, `routes`"
+            "c.toml:2:1: unknown field `bogus`, expected one of `message`, `server`, `routes`, `limits`"
         );
         assert_eq!(
             err("[server]\nlisten = [\"127.0.0.1\"]\n"),

@@ -16,6 +16,8 @@ pub struct RawConfig {
     pub server: RawServer,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub limits: RawLimits,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -30,6 +32,19 @@ pub struct RawServer {
     pub watch_debounce: Option<Spanned<String>>,
     pub control_socket: Option<Spanned<String>>,
     pub admin_listen: Option<Spanned<String>>,
+}
+
+/// `[limits]`: what one client may cost the server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub header_read_timeout: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub write_timeout: Option<Spanned<String>>,
+    pub max_header_size: Option<Spanned<i64>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub http2_max_concurrent_streams: Option<Spanned<i64>>,
+    pub http2_max_pending_reset_streams: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

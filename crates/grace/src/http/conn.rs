@@ -7,6 +7,11 @@
 //! * HTTP/2 connections get the two-step GOAWAY and finish their streams;
 //! * on force, everything is dropped at once.
 //!
+//! And under the [`Limits`]: a connection idle for the idle timeout is closed
+//! the same way (asked first, dropped if it ignores the request for another
+//! idle timeout); a write stuck on a client that does not read fails after
+//! the write timeout; heads are bounded in time and size.
+//!
 //! Closing is lingering: send FIN, then read and discard what the client
 //! still sends for a moment, so unread bytes do not turn the FIN into a RST
 //! that could destroy a response still in the client's receive buffer.
@@ -28,23 +33,35 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use super::activity::{Activity, Watched};
+use super::admission::Slot;
 use super::detect::{detect, Protocol, Rewind};
+use super::limits::Limits;
 use super::tracked::Tracked;
-use super::ConnSettings;
 use crate::drain::Shutdown;
 use crate::error::BoxError;
+use crate::metrics::RequestStats;
 
 /// How long a closing connection reads and discards what the client still
 /// sends before it is dropped.
 const LINGER: Duration = Duration::from_secs(1);
 
+/// What every connection of one listener is served under.
+pub(crate) struct Setup<S> {
+    pub(crate) service: Arc<S>,
+    pub(crate) shutdown: Shutdown,
+    /// The listener's drain: cancelled on shutdown, or when the listener is
+    /// removed by a reload.
+    pub(crate) drain: CancellationToken,
+    pub(crate) limits: Limits,
+    pub(crate) stats: Option<Arc<RequestStats>>,
+}
+
 pub(crate) async fn serve<S, B>(
     mut stream: TcpStream,
     peer: SocketAddr,
-    service: Arc<S>,
-    shutdown: Shutdown,
-    drain: CancellationToken,
-    settings: ConnSettings,
+    slot: Slot,
+    setup: Setup<S>,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
     S::Future: Send + 'static,
@@ -53,7 +70,15 @@ pub(crate) async fn serve<S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    let Setup {
+        service,
+        shutdown,
+        drain,
+        limits,
+        stats,
+    } = setup;
     let _counted = shutdown.track_connection();
+    let _slot = slot;
     // Small responses go out at once instead of waiting for an ACK.
     let _ = stream.set_nodelay(true);
 
@@ -76,27 +101,52 @@ pub(crate) async fn serve<S, B>(
                 linger_close(stream, &shutdown).await;
                 return;
             }
-            _ = tokio::time::sleep(settings.header_read_timeout) => {
+            _ = tokio::time::sleep(limits.header_read_timeout) => {
                 tracing::debug!(%peer, "closing connection that sent no request in time");
                 return;
             }
         }
     };
-    let io = Rewind::new(buf.freeze(), stream);
+    let activity = Activity::new();
+    let io = Watched::new(
+        Rewind::new(buf.freeze(), stream),
+        activity.clone(),
+        limits.write_timeout,
+    );
+    let conn = Conn {
+        peer,
+        shutdown,
+        drain,
+        limits,
+        activity,
+        stats,
+    };
     match protocol {
-        Protocol::Http1 => serve_http1(io, peer, service, shutdown, drain, settings).await,
-        Protocol::Http2 => serve_http2(io, peer, service, shutdown, drain, settings).await,
+        Protocol::Http1 => serve_http1(io, service, conn).await,
+        Protocol::Http2 => serve_http2(io, service, conn).await,
     }
 }
 
-async fn serve_http1<S, B>(
-    io: Rewind<TcpStream>,
+/// What both protocols need to know about their connection.
+struct Conn {
     peer: SocketAddr,
-    service: Arc<S>,
     shutdown: Shutdown,
     drain: CancellationToken,
-    settings: ConnSettings,
-) where
+    limits: Limits,
+    activity: Arc<Activity>,
+    stats: Option<Arc<RequestStats>>,
+}
+
+/// Why a connection is asked to close between requests.
+async fn close_reason(conn: &Conn, asked: bool) -> &'static str {
+    tokio::select! {
+        _ = idle_deadline(&conn.shutdown, &conn.drain), if !asked => "draining",
+        _ = conn.activity.idle_for(conn.limits.idle_timeout) => "idle timeout",
+    }
+}
+
+async fn serve_http1<S, B>(io: Watched<Rewind<TcpStream>>, service: Arc<S>, c: Conn)
+where
     S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
@@ -104,9 +154,20 @@ async fn serve_http1<S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    let Conn {
+        peer,
+        shutdown,
+        drain,
+        limits,
+        ..
+    } = &c;
     let mut conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.header_size())
+        // A client that shuts down its sending side after the request still
+        // wants the response (`nc -N`, some proxies).
+        .half_close(true)
         .keep_alive(true)
         .serve_connection(
             TokioIo::new(io),
@@ -114,20 +175,25 @@ async fn serve_http1<S, B>(
                 service,
                 shutdown.clone(),
                 Some(drain.clone()),
-                settings.stats,
+                c.activity.clone(),
+                c.stats.clone(),
             ),
         );
-    let mut idle = pin!(idle_deadline(&shutdown, &drain));
-    let mut closing = false;
+    let mut asked = false;
     let result = loop {
         tokio::select! {
             biased;
             _ = shutdown.forced() => return,
             result = poll_fn(|cx| conn.poll_without_shutdown(cx)) => break result,
-            _ = &mut idle, if !closing => {
+            reason = close_reason(&c, asked) => {
+                if asked {
+                    tracing::debug!(%peer, "dropping a connection that ignored the request to close");
+                    return;
+                }
                 // hyper closes an idle connection now, and lets one with a
                 // request under way (or not yet started) finish it first.
-                closing = true;
+                tracing::debug!(%peer, reason, "closing http/1 connection");
+                asked = true;
                 std::pin::Pin::new(&mut conn).graceful_shutdown();
             }
         }
@@ -135,18 +201,12 @@ async fn serve_http1<S, B>(
     if let Err(e) = result {
         tracing::debug!(%peer, "http/1 connection ended with an error: {e}");
     }
-    let io = conn.into_parts().io.into_inner().into_inner();
-    linger_close(io, &shutdown).await;
+    let io = conn.into_parts().io.into_inner().into_inner().into_inner();
+    linger_close(io, shutdown).await;
 }
 
-async fn serve_http2<S, B>(
-    io: Rewind<TcpStream>,
-    peer: SocketAddr,
-    service: Arc<S>,
-    shutdown: Shutdown,
-    drain: CancellationToken,
-    settings: ConnSettings,
-) where
+async fn serve_http2<S, B>(io: Watched<Rewind<TcpStream>>, service: Arc<S>, c: Conn)
+where
     S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
@@ -154,14 +214,32 @@ async fn serve_http2<S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    let Conn {
+        peer,
+        shutdown,
+        drain,
+        limits,
+        ..
+    } = &c;
     let conn = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        .max_pending_accept_reset_streams(limits.http2_max_pending_reset_streams)
+        .max_local_error_reset_streams(limits.http2_max_local_error_reset_streams)
+        .max_header_list_size(u32::try_from(limits.header_size()).unwrap_or(u32::MAX))
         .serve_connection(
             TokioIo::new(io),
-            Tracked::new(service, shutdown.clone(), None, settings.stats),
+            Tracked::new(
+                service,
+                shutdown.clone(),
+                None,
+                c.activity.clone(),
+                c.stats.clone(),
+            ),
         );
     let mut conn = pin!(conn);
     let mut going_away = false;
+    let mut idle_asked = false;
     let result = loop {
         tokio::select! {
             biased;
@@ -170,6 +248,18 @@ async fn serve_http2<S, B>(
             _ = drain.cancelled(), if !going_away => {
                 // GOAWAY(2^31-1) and a PING, then the real last stream id once
                 // the PING comes back (h2 does the two steps of RFC 9113 §6.8).
+                going_away = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = c.activity.idle_for(limits.idle_timeout) => {
+                if idle_asked {
+                    // Asked to go and still silent (it never answered the
+                    // GOAWAY's PING): nothing is in flight, drop it.
+                    tracing::debug!(%peer, "dropping an idle http/2 connection that ignored GOAWAY");
+                    return;
+                }
+                tracing::debug!(%peer, "closing idle http/2 connection");
+                idle_asked = true;
                 going_away = true;
                 conn.as_mut().graceful_shutdown();
             }

@@ -1,8 +1,11 @@
 //! Serving HTTP/1.1 and HTTP/2 (cleartext, prior knowledge) on the same
 //! listeners, under a [`Shutdown`].
 
+mod activity;
+pub(crate) mod admission;
 mod conn;
 mod detect;
+mod limits;
 mod tracked;
 
 use std::collections::HashMap;
@@ -10,6 +13,8 @@ use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use http::{Request, Response};
 use http_body::Body;
@@ -22,21 +27,8 @@ use crate::error::BoxError;
 use crate::listener::Listener;
 use crate::metrics::RequestStats;
 
-/// Per-connection limits, and where requests are tallied.
-#[derive(Debug, Clone)]
-pub(crate) struct ConnSettings {
-    pub(crate) header_read_timeout: Duration,
-    pub(crate) stats: Option<Arc<RequestStats>>,
-}
-
-impl Default for ConnSettings {
-    fn default() -> Self {
-        ConnSettings {
-            header_read_timeout: Duration::from_secs(30),
-            stats: None,
-        }
-    }
-}
+use admission::Admission;
+pub use limits::Limits;
 
 /// Serves `service` on `listeners` under `shutdown`.
 ///
@@ -80,7 +72,8 @@ where
         listeners,
         service: Arc::new(service),
         shutdown: shutdown.clone(),
-        settings: ConnSettings::default(),
+        limits: Limits::default(),
+        stats: None,
     }
 }
 
@@ -129,14 +122,15 @@ pub struct Serve<S> {
     listeners: Vec<Listener>,
     service: Arc<S>,
     shutdown: Shutdown,
-    settings: ConnSettings,
+    limits: Limits,
+    stats: Option<Arc<RequestStats>>,
 }
 
 impl<S> std::fmt::Debug for Serve<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Serve")
             .field("listeners", &self.listeners)
-            .field("settings", &self.settings)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -151,9 +145,15 @@ where
     B::Error: Into<BoxError>,
 {
     /// How long a client may take to send a request's head (and, on a new
-    /// connection, its first byte). Default: 30 s.
+    /// connection, its first byte). Default: 30 s. See [`Limits`].
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.header_read_timeout = timeout;
+        self.limits.header_read_timeout = timeout;
+        self
+    }
+
+    /// Sets every limit on clients at once. Default: [`Limits::default`].
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -161,7 +161,7 @@ where
     /// times it from the call of the service to the end of its response
     /// body. Recording costs a few relaxed atomic additions: no lock.
     pub fn observe(mut self, stats: Arc<RequestStats>) -> Self {
-        self.settings.stats = Some(stats);
+        self.stats = Some(stats);
         self
     }
 
@@ -172,37 +172,51 @@ where
     /// Outside a tokio runtime.
     pub fn start(self) -> Running {
         let service = self.service;
-        let settings = self.settings;
+        let stats = self.stats;
+        let limits = Arc::new(ArcSwap::from_pointee(self.limits));
+        let admission = Admission::new(self.limits.max_connections);
         let shutdown = self.shutdown.clone();
-        let spawn = move |listener: Listener, stop: CancellationToken| {
-            let service = service.clone();
-            let shutdown = shutdown.clone();
-            let tracker = shutdown.tracker().clone();
-            let conn_tracker = tracker.clone();
-            let per_conn = stop.clone();
-            let settings = settings.clone();
-            let open = shutdown.track_listener();
-            tracker.spawn(async move {
-                let _open = open;
-                listener
-                    .accept_until(stop, move |stream, peer| {
-                        conn_tracker.spawn(conn::serve(
-                            stream,
-                            peer,
-                            service.clone(),
-                            shutdown.clone(),
-                            per_conn.clone(),
-                            settings.clone(),
-                        ));
-                    })
-                    .await;
-            });
+        let spawn = {
+            let limits = limits.clone();
+            let admission = admission.clone();
+            move |listener: Listener, stop: CancellationToken| {
+                let service = service.clone();
+                let shutdown = shutdown.clone();
+                let tracker = shutdown.tracker().clone();
+                let conn_tracker = tracker.clone();
+                let per_conn = stop.clone();
+                let open = shutdown.track_listener();
+                let limits = limits.clone();
+                let admission = admission.clone();
+                let stats = stats.clone();
+                tracker.spawn(async move {
+                    let _open = open;
+                    listener
+                        .accept_until(stop, &admission, move |stream, peer, slot| {
+                            conn_tracker.spawn(conn::serve(
+                                stream,
+                                peer,
+                                slot,
+                                conn::Setup {
+                                    service: service.clone(),
+                                    shutdown: shutdown.clone(),
+                                    drain: per_conn.clone(),
+                                    limits: **limits.load(),
+                                    stats: stats.clone(),
+                                },
+                            ));
+                        })
+                        .await;
+                });
+            }
         };
         let running = Running {
             inner: Arc::new(RunningInner {
                 shutdown: self.shutdown,
                 spawn: Box::new(spawn),
                 stops: Mutex::new(HashMap::new()),
+                limits,
+                admission,
             }),
         };
         for listener in self.listeners {
@@ -226,6 +240,9 @@ struct RunningInner {
     // Per listener: cancelled to stop accepting on it and drain its
     // connections. Children of the shutdown's drain token.
     stops: Mutex<HashMap<String, CancellationToken>>,
+    // Read by each new connection.
+    limits: Arc<ArcSwap<Limits>>,
+    admission: Admission,
 }
 
 impl std::fmt::Debug for Running {
@@ -261,6 +278,20 @@ impl Running {
             }
             None => false,
         }
+    }
+
+    /// Changes the limits on clients. Connections accepted from now on use
+    /// them; open connections keep the limits they started with, except the
+    /// connection limit, which applies at once to accepting (lowering it
+    /// closes nothing).
+    pub fn set_limits(&self, limits: Limits) {
+        self.inner.admission.set_max(limits.max_connections);
+        self.inner.limits.store(Arc::new(limits));
+    }
+
+    /// The limits new connections get.
+    pub fn limits(&self) -> Limits {
+        **self.inner.limits.load()
     }
 
     /// The names of the listeners accepting now.

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::header::{HeaderValue, CONNECTION};
@@ -12,8 +13,7 @@ use hyper::service::Service;
 
 use tokio_util::sync::CancellationToken;
 
-use std::sync::Arc;
-
+use super::activity::{Activity, InFlight};
 use crate::drain::{RequestGuard, Shutdown};
 use crate::metrics::requests::Timing;
 use crate::metrics::RequestStats;
@@ -28,6 +28,8 @@ pub(crate) struct Tracked<S> {
     shutdown: Shutdown,
     // HTTP/1 only: the connection's drain, which decides `Connection: close`.
     close_on: Option<CancellationToken>,
+    // The connection's own count, for its idle timeout.
+    activity: Arc<Activity>,
     stats: Option<Arc<RequestStats>>,
 }
 
@@ -36,12 +38,14 @@ impl<S> Tracked<S> {
         inner: S,
         shutdown: Shutdown,
         close_on: Option<CancellationToken>,
+        activity: Arc<Activity>,
         stats: Option<Arc<RequestStats>>,
     ) -> Self {
         Tracked {
             inner,
             shutdown,
             close_on,
+            activity,
             stats,
         }
     }
@@ -56,7 +60,7 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn call(&self, req: Request<ReqB>) -> Self::Future {
-        let guard = self.shutdown.track_request();
+        let guard = (self.shutdown.track_request(), self.activity.begin_request());
         ResponseFuture {
             // Boxed so the future is Unpin whatever the user's is: hyper's
             // `poll_without_shutdown`, which the drain needs, requires it.
@@ -71,7 +75,7 @@ where
 pin_project_lite::pin_project! {
     pub(crate) struct ResponseFuture<F> {
         inner: Pin<Box<F>>,
-        guard: Option<RequestGuard>,
+        guard: Option<(RequestGuard, InFlight)>,
         timing: Option<Timing>,
         close: Option<CancellationToken>,
     }
@@ -112,7 +116,7 @@ pin_project_lite::pin_project! {
     pub(crate) struct TrackedBody<B> {
         #[pin]
         inner: B,
-        _guard: Option<RequestGuard>,
+        _guard: Option<(RequestGuard, InFlight)>,
         // Records the request (status, duration) when the body is done.
         timing: Option<Timing>,
     }

@@ -1,0 +1,165 @@
+//! The connection limit. Accept loops ask for a slot before they accept, so
+//! at the limit connections wait in the kernel's backlog (bounded, costing
+//! this process nothing) instead of being accepted into memory and file
+//! descriptors the server does not have.
+
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Counts open connections against a limit shared by every listener of a
+/// server. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Admission {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    open: AtomicUsize,
+    max: AtomicUsize,
+    // Woken when a slot frees or the limit is raised.
+    freed: Notify,
+    log: Mutex<RateLimit>,
+}
+
+#[derive(Default)]
+struct RateLimit {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+/// One open connection's place under the limit; freed when dropped.
+pub(crate) struct Slot {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.inner.open.fetch_sub(1, Ordering::AcqRel);
+        self.inner.freed.notify_waiters();
+    }
+}
+
+impl Admission {
+    pub(crate) fn new(max: usize) -> Self {
+        Admission {
+            inner: Arc::new(Inner {
+                open: AtomicUsize::new(0),
+                max: AtomicUsize::new(max.max(1)),
+                freed: Notify::new(),
+                log: Mutex::new(RateLimit::default()),
+            }),
+        }
+    }
+
+    /// Changes the limit. Lowering it closes nothing: the excess goes as it
+    /// finishes, and no new connection is taken until then.
+    pub(crate) fn set_max(&self, max: usize) {
+        self.inner.max.store(max.max(1), Ordering::Release);
+        self.inner.freed.notify_waiters();
+    }
+
+    /// A slot, when one is free now.
+    fn try_admit(&self) -> Option<Slot> {
+        let max = self.inner.max.load(Ordering::Acquire);
+        self.inner
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < max).then_some(open + 1)
+            })
+            .ok()
+            .map(|_| Slot {
+                inner: self.inner.clone(),
+            })
+    }
+
+    /// A slot even past the limit: for connections the kernel had already
+    /// completed when a listener closes. Refusing them would reset them, and
+    /// there are at most a backlog's worth.
+    pub(crate) fn admit_now(&self) -> Slot {
+        self.inner.open.fetch_add(1, Ordering::AcqRel);
+        Slot {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Waits for a free slot.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a slot is taken only when the future resolves.
+    pub(crate) async fn admit(&self, listener: &str) -> Slot {
+        loop {
+            // Registered before the check, so a slot freed in between is not
+            // missed.
+            let mut freed = pin!(self.inner.freed.notified());
+            freed.as_mut().enable();
+            if let Some(slot) = self.try_admit() {
+                return slot;
+            }
+            self.log_full(listener);
+            freed.await;
+        }
+    }
+
+    fn log_full(&self, listener: &str) {
+        let mut log = self
+            .inner
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if log
+            .last
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            tracing::warn!(
+                listener,
+                max_connections = self.inner.max.load(Ordering::Relaxed),
+                suppressed = log.suppressed,
+                "connection limit reached: new connections wait in the backlog"
+            );
+            log.last = Some(now);
+            log.suppressed = 0;
+        } else {
+            log.suppressed += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_at_the_limit_and_wakes_when_a_slot_frees() {
+        let admission = Admission::new(2);
+        let a = admission.admit("t").await;
+        let _b = admission.admit("t").await;
+        let waiter = tokio::spawn({
+            let admission = admission.clone();
+            async move { admission.admit("t").await }
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!waiter.is_finished(), "the third waits while two are open");
+        drop(a);
+        let _c = waiter.await.unwrap();
+        assert_eq!(admission.inner.open.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn raising_the_limit_admits_waiters() {
+        let admission = Admission::new(1);
+        let _a = admission.admit("t").await;
+        let waiter = tokio::spawn({
+            let admission = admission.clone();
+            async move { admission.admit("t").await }
+        });
+        tokio::task::yield_now().await;
+        admission.set_max(2);
+        waiter.await.unwrap();
+    }
+}
