@@ -52,7 +52,7 @@ impl Activity {
     }
 
     /// Resolves once the connection has had no request in flight and no byte
-    /// moving for `timeout`.
+    /// moving for `timeout` (checked at least every `timeout`).
     ///
     /// # Cancel safety
     /// Cancel safe.
@@ -63,8 +63,15 @@ impl Activity {
                 return;
             }
             // A request in flight is not idle however long it takes (the
-            // handler decides, and the drain deadline bounds it).
-            tokio::time::sleep(timeout.saturating_sub(quiet).max(Duration::from_millis(10))).await;
+            // handler decides, and the drain deadline bounds it): look again a
+            // whole timeout later rather than spin while it runs. The close
+            // then comes between one and two timeouts after it ended.
+            let wait = if self.in_flight.load(Ordering::Relaxed) > 0 {
+                timeout
+            } else {
+                timeout.saturating_sub(quiet)
+            };
+            tokio::time::sleep(wait.max(Duration::from_millis(10))).await;
         }
     }
 }
