@@ -236,6 +236,29 @@ fn an_idle_http2_connection_gets_goaway_then_is_closed() {
 }
 
 #[test]
+fn pings_do_not_keep_an_idle_http2_connection_open() {
+    let grace = Grace::start(&config("m", "", &limits("idle_timeout = \"1s\"")));
+    let mut conn = H2::open(grace.addr()).unwrap();
+    assert_eq!(conn.request(1, "/").unwrap().0, 0x88);
+    let mut writer = conn.stream.try_clone().unwrap();
+    let pinger = std::thread::spawn(move || {
+        // A PING every 200 ms until the server closes: bytes, but no request.
+        while writer
+            .write_all(&h2::frame(h2::PING, 0, 0, &[7; 8]))
+            .is_ok()
+        {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let mut goaway = false;
+    while let Some(f) = conn.next() {
+        goaway |= f.kind == h2::GOAWAY;
+    }
+    assert!(goaway, "a GOAWAY before the close");
+    pinger.join().unwrap();
+}
+
+#[test]
 fn a_client_that_never_reads_cannot_hold_the_drain() {
     let mut grace = Grace::start(&config(
         "m",
