@@ -163,6 +163,39 @@ fn a_configured_header_limit_applies_to_http1_and_http2() {
         Some(4096),
         "SETTINGS_MAX_HEADER_LIST_SIZE"
     );
+    // GET / with a 5000-byte header (HPACK literal, new name, length as a
+    // 7-bit-prefix integer).
+    let mut block = vec![0x82, 0x86, 0x84, 0x01, 4];
+    block.extend_from_slice(b"test");
+    block.extend_from_slice(&[0x00, 5]);
+    block.extend_from_slice(b"x-big");
+    let mut len = 5000 - 127;
+    block.push(0x7f);
+    while len >= 128 {
+        block.push((len % 128) as u8 | 0x80);
+        len /= 128;
+    }
+    block.push(len as u8);
+    block.extend_from_slice(&[b'b'; 5000]);
+    conn.send(&h2::frame(
+        h2::HEADERS,
+        h2::END_STREAM | h2::END_HEADERS,
+        1,
+        &block,
+    ))
+    .unwrap();
+    let headers = loop {
+        let f = conn.next().expect("a response to the oversized request");
+        if f.kind == h2::HEADERS && f.stream == 1 {
+            break f;
+        }
+    };
+    // `:status` (indexed name 8) with the Huffman-coded value "431".
+    assert_eq!(
+        headers.payload,
+        [0x48, 0x83, 0x69, 0x90, 0xff],
+        ":status 431"
+    );
 }
 
 #[test]
