@@ -485,3 +485,22 @@ fn a_huge_request_body_is_not_buffered() {
     );
     assert_eq!(get(grace.addr(), "/").unwrap().body, "m");
 }
+
+#[test]
+fn limits_change_on_reload_for_new_connections() {
+    let grace = Grace::start(&config("m", "", ""));
+    let head = |addr| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let req = format!(
+            "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+            "b".repeat(5000)
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        status_of(&read_all(&mut s))
+    };
+    assert_eq!(head(grace.addr()), 200);
+    grace.write_config(&config("m", "", &limits("max_header_size = 4096")));
+    grace.signal(Signal::HUP);
+    grace.log().wait_for("limits changed");
+    assert_eq!(head(grace.addr()), 431);
+}
