@@ -103,15 +103,9 @@ fn a_slowloris_client_cannot_hold_the_shutdown_past_its_deadline() {
     ));
     let addr = grace.addr();
     let client = std::thread::spawn(move || slowloris(addr, b"GET / HTTP/1.1\r\nX-Slow: "));
-    grace.log().wait_for("ready");
-    // The client has connected and sent its first bytes.
-    support::eventually(SOON, "the slow connection", || {
-        let fds = std::fs::read_dir(format!("/proc/{}/fd", grace.pid()))
-            .ok()?
-            .count();
-        (fds > 0).then_some(())
-    });
-    std::thread::sleep(Duration::from_millis(1500)); // the scenario: mid-head
+    // The scenario, not a synchronisation: the client is mid-head, sending
+    // a byte a second, when the shutdown begins.
+    std::thread::sleep(Duration::from_millis(1500));
     let signalled = Instant::now();
     grace.signal(Signal::TERM);
     let status = grace.wait_exit(SOON);
@@ -168,6 +162,39 @@ fn a_configured_header_limit_applies_to_http1_and_http2() {
         conn.server_setting(0x6),
         Some(4096),
         "SETTINGS_MAX_HEADER_LIST_SIZE"
+    );
+    // GET / with a 5000-byte header (HPACK literal, new name, length as a
+    // 7-bit-prefix integer).
+    let mut block = vec![0x82, 0x86, 0x84, 0x01, 4];
+    block.extend_from_slice(b"test");
+    block.extend_from_slice(&[0x00, 5]);
+    block.extend_from_slice(b"x-big");
+    let mut len = 5000 - 127;
+    block.push(0x7f);
+    while len >= 128 {
+        block.push((len % 128) as u8 | 0x80);
+        len /= 128;
+    }
+    block.push(len as u8);
+    block.extend_from_slice(&[b'b'; 5000]);
+    conn.send(&h2::frame(
+        h2::HEADERS,
+        h2::END_STREAM | h2::END_HEADERS,
+        1,
+        &block,
+    ))
+    .unwrap();
+    let headers = loop {
+        let f = conn.next().expect("a response to the oversized request");
+        if f.kind == h2::HEADERS && f.stream == 1 {
+            break f;
+        }
+    };
+    // `:status` (indexed name 8) with the Huffman-coded value "431".
+    assert_eq!(
+        headers.payload,
+        [0x48, 0x83, 0x69, 0x90, 0xff],
+        ":status 431"
     );
 }
 
@@ -239,6 +266,29 @@ fn an_idle_http2_connection_gets_goaway_then_is_closed() {
         goaway |= f.kind == h2::GOAWAY;
     }
     assert!(goaway, "a GOAWAY before the close");
+}
+
+#[test]
+fn pings_do_not_keep_an_idle_http2_connection_open() {
+    let grace = Grace::start(&config("m", "", &limits("idle_timeout = \"1s\"")));
+    let mut conn = H2::open(grace.addr()).unwrap();
+    assert_eq!(conn.request(1, "/").unwrap().0, 0x88);
+    let mut writer = conn.stream.try_clone().unwrap();
+    let pinger = std::thread::spawn(move || {
+        // A PING every 200 ms until the server closes: bytes, but no request.
+        while writer
+            .write_all(&h2::frame(h2::PING, 0, 0, &[7; 8]))
+            .is_ok()
+        {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let mut goaway = false;
+    while let Some(f) = conn.next() {
+        goaway |= f.kind == h2::GOAWAY;
+    }
+    assert!(goaway, "a GOAWAY before the close");
+    pinger.join().unwrap();
 }
 
 #[test]
@@ -434,4 +484,23 @@ fn a_huge_request_body_is_not_buffered() {
         "RSS grew by {grew_kb} KiB for a {len}-byte body"
     );
     assert_eq!(get(grace.addr(), "/").unwrap().body, "m");
+}
+
+#[test]
+fn limits_change_on_reload_for_new_connections() {
+    let grace = Grace::start(&config("m", "", ""));
+    let head = |addr| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let req = format!(
+            "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+            "b".repeat(5000)
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        status_of(&read_all(&mut s))
+    };
+    assert_eq!(head(grace.addr()), 200);
+    grace.write_config(&config("m", "", &limits("max_header_size = 4096")));
+    grace.signal(Signal::HUP);
+    grace.log().wait_for("limits changed");
+    assert_eq!(head(grace.addr()), 431);
 }

@@ -32,6 +32,8 @@ enum Make {
     Unreadable,
     Directory,
     SymlinkLoop,
+    /// A named pipe: opening it would block until someone writes.
+    Fifo,
 }
 
 struct Case {
@@ -344,6 +346,12 @@ fn cases() -> Vec<Case> {
             at: None,
             says: &["Too many levels of symbolic links"],
         },
+        Case {
+            name: "named pipe",
+            make: Make::Fifo,
+            at: None,
+            says: &["it is a named pipe, not a regular file"],
+        },
     ]
 }
 
@@ -359,6 +367,10 @@ fn make(case: &Case, path: &Path) {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o000)).unwrap();
         }
         Make::Directory => std::fs::create_dir(path).unwrap(),
+        Make::Fifo => {
+            let made = Command::new("mkfifo").arg(path).status().unwrap();
+            assert!(made.success());
+        }
         Make::SymlinkLoop => {
             let other = path.with_extension("loop");
             let _ = std::fs::remove_file(&other);

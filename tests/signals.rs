@@ -101,10 +101,8 @@ fn sigint_twice_in_quick_succession_cuts_the_rest_at_once_or_at_the_deadline() {
     ));
     let mut slow = Conn::open(grace.addr()).unwrap();
     slow.send("/slow").unwrap();
-    support::eventually(SOON, "the request to be in flight", || {
-        Some(())
-            .filter(|()| get(grace.addr(), "/readyz").is_ok() && grace.log().count("signal") == 0)
-    });
+    // Whether or not the server has read it yet, an accepted connection's
+    // first request is served during the drain: it is in flight either way.
     let sent = Instant::now();
     grace.signal(Signal::INT);
     grace.signal(Signal::INT);

@@ -140,16 +140,15 @@ impl Grace {
         if own_config {
             command.arg("--config").arg(dir.path().join("grace.toml"));
         }
-        let mut child = command
+        command
             .arg("--pid-file")
             .arg(dir.path().join("grace.pid"))
             .args(extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        let mut child = spawn_executable(&mut command);
         let log = Log::capture(child.stderr.take().unwrap());
         let mut grace = Grace {
             child,
@@ -276,6 +275,22 @@ impl Drop for Grace {
         if self.child.try_wait().ok().flatten().is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+    }
+}
+
+/// Spawns `command`, retrying while its program is "text file busy": a
+/// binary the test just copied can be held open for writing by a child
+/// another test thread forked meanwhile (until that child's exec closes it).
+pub fn spawn_executable(command: &mut Command) -> Child {
+    const ETXTBSY: i32 = 26;
+    let deadline = Instant::now() + SOON;
+    loop {
+        match command.spawn() {
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            spawned => return spawned.unwrap(),
         }
     }
 }

@@ -355,8 +355,8 @@ fn follow_limits(config: &Reloadable<Config>, running: Running) {
         while changes.changed().await.is_ok() {
             let limits = config.load().limits;
             if limits != running.limits() {
-                tracing::info!(?limits, "limits changed: new connections use them");
                 running.set_limits(limits);
+                tracing::info!(?limits, "limits changed: new connections use them");
             }
         }
     });

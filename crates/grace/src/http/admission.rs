@@ -120,7 +120,7 @@ impl Admission {
                 listener,
                 max_connections = self.inner.max.load(Ordering::Relaxed),
                 suppressed = log.suppressed,
-                "connection limit reached: new connections wait in the backlog"
+                "connection limit reached: not accepting until a connection closes; new ones wait in the backlog"
             );
             log.last = Some(now);
             log.suppressed = 0;

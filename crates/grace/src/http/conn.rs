@@ -33,11 +33,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::activity::{Activity, Watched};
+use super::activity::{Activity, ReadActivity};
 use super::admission::Slot;
 use super::detect::{detect, Protocol, Rewind};
 use super::limits::Limits;
 use super::tracked::Tracked;
+use super::write_timeout::WriteTimeout;
 use crate::drain::Shutdown;
 use crate::error::BoxError;
 use crate::metrics::RequestStats;
@@ -108,11 +109,7 @@ pub(crate) async fn serve<S, B>(
         }
     };
     let activity = Activity::new();
-    let io = Watched::new(
-        Rewind::new(buf.freeze(), stream),
-        activity.clone(),
-        limits.write_timeout,
-    );
+    let io = WriteTimeout::new(Rewind::new(buf.freeze(), stream), limits.write_timeout);
     let conn = Conn {
         peer,
         shutdown,
@@ -145,7 +142,7 @@ async fn close_reason(conn: &Conn, asked: bool) -> &'static str {
     }
 }
 
-async fn serve_http1<S, B>(io: Watched<Rewind<TcpStream>>, service: Arc<S>, c: Conn)
+async fn serve_http1<S, B>(io: WriteTimeout<Rewind<TcpStream>>, service: Arc<S>, c: Conn)
 where
     S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
     S::Future: Send + 'static,
@@ -170,7 +167,7 @@ where
         .half_close(true)
         .keep_alive(true)
         .serve_connection(
-            TokioIo::new(io),
+            TokioIo::new(ReadActivity::new(io, c.activity.clone())),
             Tracked::new(
                 service,
                 shutdown.clone(),
@@ -201,11 +198,17 @@ where
     if let Err(e) = result {
         tracing::debug!(%peer, "http/1 connection ended with an error: {e}");
     }
-    let io = conn.into_parts().io.into_inner().into_inner().into_inner();
+    let io = conn
+        .into_parts()
+        .io
+        .into_inner()
+        .into_inner()
+        .into_inner()
+        .into_inner();
     linger_close(io, shutdown).await;
 }
 
-async fn serve_http2<S, B>(io: Watched<Rewind<TcpStream>>, service: Arc<S>, c: Conn)
+async fn serve_http2<S, B>(io: WriteTimeout<Rewind<TcpStream>>, service: Arc<S>, c: Conn)
 where
     S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
     S::Future: Send + 'static,

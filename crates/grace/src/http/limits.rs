@@ -21,8 +21,10 @@ pub struct Limits {
     /// previous response on a keep-alive one. A client sending one byte a
     /// second cannot hold a connection longer than this. Default: 30 s.
     pub header_read_timeout: Duration,
-    /// How long a connection may stay open with no request in flight and no
-    /// byte moving either way before it is closed. Applies to HTTP/2 too,
+    /// How long a connection may stay open with no request in flight before
+    /// it is closed (HTTP/1: between requests; HTTP/2: GOAWAY, then dropped
+    /// if the client stays on). Bytes that serve no request (pings, a head
+    /// trickled a byte at a time) do not keep it open. Applies to HTTP/2 too,
     /// which has no header timeout between streams. Default: 60 s.
     pub idle_timeout: Duration,
     /// How long a write may stay blocked because the client does not read.

@@ -7,6 +7,7 @@ mod conn;
 mod detect;
 mod limits;
 mod tracked;
+mod write_timeout;
 
 use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
