@@ -176,10 +176,15 @@ fn a_peer_with_another_uid_is_refused_and_logged() {
     // The directory must be traversable by the other uid.
     std::fs::set_permissions(grace.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
     let socket = socket_arg(&grace);
+    // A copy the other uid can run wherever the build directory is (CI may
+    // build under a directory only root can enter).
+    let client = grace.dir.path().join("grace-client");
+    std::fs::copy(support::BIN, &client).unwrap();
+    std::fs::set_permissions(&client, std::fs::Permissions::from_mode(0o755)).unwrap();
     let as_nobody = |args: &[&str]| {
         let out = Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(support::BIN)
+            .arg(&client)
             .args(args)
             .output()
             .unwrap();
