@@ -90,6 +90,7 @@ impl ControlServer {
             info,
             uid: rustix::process::geteuid().as_raw(),
             slots: Arc::new(Semaphore::new(MAX_CLIENTS)),
+            refusals: RefusalLog::default(),
         });
         let connections = tracker.clone();
         let stopped = stop.clone();
@@ -147,6 +148,41 @@ struct Context<T> {
     info: ServerInfo,
     uid: u32,
     slots: Arc<Semaphore>,
+    refusals: RefusalLog,
+}
+
+/// Refused peers are logged at most once a second, with a count of those not
+/// logged since: a loop of connects from a stranger must not flood the log.
+#[derive(Default)]
+struct RefusalLog {
+    // Milliseconds since `epoch` of the last line logged; 0 = never.
+    last_ms: std::sync::atomic::AtomicU64,
+    suppressed: std::sync::atomic::AtomicU64,
+    epoch: std::sync::OnceLock<Instant>,
+}
+
+impl RefusalLog {
+    /// `Some(suppressed since the last line)` when this refusal may be logged.
+    fn admit(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let epoch = *self.epoch.get_or_init(Instant::now);
+        let now = epoch.elapsed().as_millis() as u64 + 1;
+        let last = self.last_ms.load(Relaxed);
+        if last != 0 && now < last + 1000 {
+            self.suppressed.fetch_add(1, Relaxed);
+            return None;
+        }
+        // Relaxed is enough: losing the race only drops one log line.
+        if self
+            .last_ms
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_err()
+        {
+            self.suppressed.fetch_add(1, Relaxed);
+            return None;
+        }
+        Some(self.suppressed.swap(0, Relaxed))
+    }
 }
 
 async fn handle<T: Send + Sync + 'static>(stream: UnixStream, ctx: Arc<Context<T>>) {
@@ -166,12 +202,15 @@ async fn handle<T: Send + Sync + 'static>(stream: UnixStream, ctx: Arc<Context<T
     };
     let (peer_uid, peer_pid) = (peer.uid.as_raw(), peer.pid.as_raw_nonzero().get());
     if peer_uid != ctx.uid && peer_uid != 0 {
-        tracing::warn!(
-            peer_uid,
-            peer_pid,
-            "control connection refused: uid {peer_uid} is neither this server's ({}) nor root",
-            ctx.uid
-        );
+        if let Some(suppressed) = ctx.refusals.admit() {
+            tracing::warn!(
+                peer_uid,
+                peer_pid,
+                suppressed,
+                "control connection refused: uid {peer_uid} is neither this server's ({}) nor root",
+                ctx.uid
+            );
+        }
         conn.error(
             ErrorKind::Forbidden,
             &format!("uid {peer_uid} may not control this server"),
