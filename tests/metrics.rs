@@ -129,3 +129,49 @@ fn a_metrics_route_without_an_admin_address_is_refused_at_start() {
     assert_eq!(code, 78);
     assert!(err.contains("reserved for grace's metrics"), "{err}");
 }
+
+#[test]
+fn metrics_false_serves_no_metrics_and_frees_the_path() {
+    let grace = Grace::start(&config(
+        "m",
+        "metrics = false",
+        "[[routes]]\npath = \"/metrics\"\nbody = \"mine\"\n",
+    ));
+    assert_eq!(get(grace.addr(), "/metrics").unwrap().body, "mine");
+    grace.log().wait_for("metrics disabled");
+}
+
+/// Steady keep-alive throughput with metrics on vs off, alternating rounds
+/// so that both see the same machine load. Ignored by default: it measures,
+/// and a shared CI machine is noisy. Run it with
+/// `cargo test --release --test metrics -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput_with_metrics_is_at_least_98_percent_of_without() {
+    const ROUNDS: usize = 4;
+    const CLIENTS: usize = 4;
+    let measure = |metrics: bool| {
+        let grace = Grace::start(&config("m", &format!("metrics = {metrics}"), ""));
+        // Warm up: connections, allocator, caches.
+        support::load::Load::start(grace.addr(), 0, CLIENTS, "m").finish();
+        let load = support::load::Load::start(grace.addr(), 0, CLIENTS, "m");
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        let report = load.finish();
+        assert_eq!(report.failed(), 0, "{:?}", report.failures);
+        report.ok
+    };
+    let (mut on, mut off) = (0, 0);
+    for round in 0..ROUNDS {
+        // Alternate which goes first, against drift.
+        if round % 2 == 0 {
+            off += measure(false);
+            on += measure(true);
+        } else {
+            on += measure(true);
+            off += measure(false);
+        }
+    }
+    let ratio = on as f64 / off as f64;
+    println!("requests in {ROUNDS}x3s: metrics on {on}, off {off}, ratio {ratio:.4}");
+    assert!(ratio >= 0.98, "metrics on/off throughput ratio {ratio:.4}");
+}

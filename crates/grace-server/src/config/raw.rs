@@ -28,6 +28,7 @@ pub struct RawServer {
     pub upgrade_timeout: Option<Spanned<String>>,
     pub control_socket: Option<Spanned<String>>,
     pub admin_listen: Option<Spanned<String>>,
+    pub metrics: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
