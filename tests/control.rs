@@ -367,3 +367,28 @@ fn without_a_socket_commands_signal_and_say_no_verdict_is_available() {
     let (code, _, err) = run(&["reload"], grace.dir.path());
     assert_eq!(code, 64, "{err}");
 }
+
+#[test]
+fn an_upgrade_hands_over_the_admin_address_too() {
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    drop(admin);
+    let grace = Grace::start_controlled(&config(
+        "m",
+        &format!("admin_listen = \"{admin_addr}\""),
+        "",
+    ));
+    let before = support::parse_metrics(&get(admin_addr, "/metrics").unwrap().body);
+    let reply = grace.control(r#"{"cmd":"upgrade"}"#);
+    assert_eq!(reply[0]["reply"], "upgraded", "{reply:?}");
+    assert_eq!(before["grace_upgrades_total{result=\"succeeded\"}"], 0.0);
+    // From now on the old process counts one successful upgrade, the new one
+    // none: a scrape showing none comes from the new process. The old one
+    // drains and exits; the address answers throughout.
+    support::eventually(SOON, "the new process on the admin address", || {
+        let res = get(admin_addr, "/metrics").unwrap();
+        assert_eq!(res.status, 200);
+        let m = support::parse_metrics(&res.body);
+        (m["grace_upgrades_total{result=\"succeeded\"}"] == 0.0).then_some(())
+    });
+}
