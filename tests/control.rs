@@ -392,3 +392,21 @@ fn an_upgrade_hands_over_the_admin_address_too() {
         (m["grace_upgrades_total{result=\"succeeded\"}"] == 0.0).then_some(())
     });
 }
+
+#[test]
+fn a_silent_control_client_does_not_hold_up_the_exit() {
+    let mut grace = Grace::start_controlled(&config("m", "", ""));
+    let mut silent = UnixStream::connect(grace.control_socket()).unwrap();
+    silent.set_read_timeout(Some(SOON)).unwrap();
+    // Its connection is accepted before the stop (the accept loop is quick,
+    // but make sure: a status on another connection is answered after it).
+    grace.control(r#"{"cmd":"status"}"#);
+    grace.signal(rustix::process::Signal::TERM);
+    assert_eq!(grace.wait_exit(SOON).code(), Some(0));
+    // The process went away without waiting out the 5 s request timeout:
+    // the client sees the connection end, not a timeout reply.
+    let mut text = String::new();
+    let _ = silent.read_to_string(&mut text);
+    assert!(!text.contains("timeout"), "{text}");
+    assert!(!grace.control_socket().exists());
+}

@@ -58,7 +58,9 @@ impl ServerInfo {
 pub struct ControlServer {
     socket: ControlSocket,
     stop: CancellationToken,
-    tracker: TaskTracker,
+    // Connections that follow a stop to the end (`stop` with `wait`): the
+    // only ones worth delaying the exit for, to send their last line.
+    waiters: TaskTracker,
 }
 
 impl ControlServer {
@@ -84,17 +86,17 @@ impl ControlServer {
         std_listener.set_nonblocking(true)?;
         let listener = tokio::net::UnixListener::from_std(std_listener)?;
         let stop = CancellationToken::new();
-        let tracker = TaskTracker::new();
+        let waiters = TaskTracker::new();
         let context = Arc::new(Context {
+            waiters: waiters.clone(),
             controller,
             info,
             uid: rustix::process::geteuid().as_raw(),
             slots: Arc::new(Semaphore::new(MAX_CLIENTS)),
             refusals: RefusalLog::default(),
         });
-        let connections = tracker.clone();
         let stopped = stop.clone();
-        tracker.spawn(async move {
+        tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
                     _ = stopped.cancelled() => return,
@@ -102,7 +104,7 @@ impl ControlServer {
                 };
                 match accepted {
                     Ok((stream, _)) => {
-                        connections.spawn(handle(stream, context.clone()));
+                        tokio::spawn(handle(stream, context.clone()));
                     }
                     Err(e) => {
                         // Out of descriptors, say: back off instead of
@@ -116,7 +118,7 @@ impl ControlServer {
         Ok(ControlServer {
             socket,
             stop,
-            tracker,
+            waiters,
         })
     }
 
@@ -129,16 +131,17 @@ impl ControlServer {
         self.socket.publish()
     }
 
-    /// Stops accepting, gives connections still open up to `grace` to finish
-    /// (a `stop` with `wait` sends its last line), then removes the socket's
-    /// path if it is still ours.
+    /// Stops accepting, gives clients following a stop (`stop` with `wait`)
+    /// up to `grace` to get their last line, then removes the socket's path
+    /// if it is still ours. Other control connections are not waited for: a
+    /// silent client must not delay the exit.
     ///
     /// # Return value
-    /// Resolves within `grace`.
+    /// Resolves as soon as those clients are answered, within `grace`.
     pub async fn close(self, grace: Duration) {
         self.stop.cancel();
-        self.tracker.close();
-        let _ = tokio::time::timeout(grace, self.tracker.wait()).await;
+        self.waiters.close();
+        let _ = tokio::time::timeout(grace, self.waiters.wait()).await;
         drop(self.socket);
     }
 }
@@ -149,6 +152,7 @@ struct Context<T> {
     uid: u32,
     slots: Arc<Semaphore>,
     refusals: RefusalLog,
+    waiters: TaskTracker,
 }
 
 /// Refused peers are logged at most once a second, with a count of those not
@@ -232,6 +236,11 @@ async fn handle<T: Send + Sync + 'static>(stream: UnixStream, ctx: Arc<Context<T
     tracing::info!(peer_pid, peer_uid, ?request, "control request");
     let c = &ctx.controller;
     match request {
+        Request::Stop { wait: true } => {
+            // Counted from here to the last line: `close` waits for it.
+            let _following = ctx.waiters.token();
+            stop(&mut conn, c, true).await;
+        }
         Request::Status {} => {
             let _ = conn.send(Reply::Status(status(&ctx))).await;
         }
