@@ -410,3 +410,26 @@ fn a_silent_control_client_does_not_hold_up_the_exit() {
     assert!(!text.contains("timeout"), "{text}");
     assert!(!grace.control_socket().exists());
 }
+
+#[test]
+fn a_failed_upgrade_says_why_and_the_old_process_keeps_the_socket() {
+    let grace = Grace::start_controlled(&config("m", "", ""));
+    // The new process will read this and refuse it (exit 78).
+    grace.write_config("message = 42\n");
+    let (code, _, err) = run(
+        &["upgrade", "--control-socket", &socket_arg(&grace)],
+        grace.dir.path(),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("upgrade failed; this process keeps serving")
+            && err.contains("exited before it was ready"),
+        "{err}"
+    );
+    let status = &grace.control(r#"{"cmd":"status"}"#)[0];
+    assert_eq!(status["pid"], grace.pid());
+    assert_eq!(status["phase"], "running");
+    let m = support::parse_metrics(&get(grace.addr(), "/metrics").unwrap().body);
+    assert_eq!(m["grace_upgrades_total{result=\"failed\"}"], 1.0);
+    assert_eq!(get(grace.addr(), "/").unwrap().body, "m");
+}
