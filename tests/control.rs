@@ -176,10 +176,15 @@ fn a_peer_with_another_uid_is_refused_and_logged() {
     // The directory must be traversable by the other uid.
     std::fs::set_permissions(grace.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
     let socket = socket_arg(&grace);
+    // A copy the other uid can run wherever the build directory is (CI may
+    // build under a directory only root can enter).
+    let client = grace.dir.path().join("grace-client");
+    std::fs::copy(support::BIN, &client).unwrap();
+    std::fs::set_permissions(&client, std::fs::Permissions::from_mode(0o755)).unwrap();
     let as_nobody = |args: &[&str]| {
         let out = Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(support::BIN)
+            .arg(&client)
             .args(args)
             .output()
             .unwrap();
@@ -361,4 +366,70 @@ fn without_a_socket_commands_signal_and_say_no_verdict_is_available() {
     assert!(out.contains("a signal carries no verdict"), "{out}");
     let (code, _, err) = run(&["reload"], grace.dir.path());
     assert_eq!(code, 64, "{err}");
+}
+
+#[test]
+fn an_upgrade_hands_over_the_admin_address_too() {
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    drop(admin);
+    let grace = Grace::start_controlled(&config(
+        "m",
+        &format!("admin_listen = \"{admin_addr}\""),
+        "",
+    ));
+    let before = support::parse_metrics(&get(admin_addr, "/metrics").unwrap().body);
+    let reply = grace.control(r#"{"cmd":"upgrade"}"#);
+    assert_eq!(reply[0]["reply"], "upgraded", "{reply:?}");
+    assert_eq!(before["grace_upgrades_total{result=\"succeeded\"}"], 0.0);
+    // From now on the old process counts one successful upgrade, the new one
+    // none: a scrape showing none comes from the new process. The old one
+    // drains and exits; the address answers throughout.
+    support::eventually(SOON, "the new process on the admin address", || {
+        let res = get(admin_addr, "/metrics").unwrap();
+        assert_eq!(res.status, 200);
+        let m = support::parse_metrics(&res.body);
+        (m["grace_upgrades_total{result=\"succeeded\"}"] == 0.0).then_some(())
+    });
+}
+
+#[test]
+fn a_silent_control_client_does_not_hold_up_the_exit() {
+    let mut grace = Grace::start_controlled(&config("m", "", ""));
+    let mut silent = UnixStream::connect(grace.control_socket()).unwrap();
+    silent.set_read_timeout(Some(SOON)).unwrap();
+    // Its connection is accepted before the stop (the accept loop is quick,
+    // but make sure: a status on another connection is answered after it).
+    grace.control(r#"{"cmd":"status"}"#);
+    grace.signal(rustix::process::Signal::TERM);
+    assert_eq!(grace.wait_exit(SOON).code(), Some(0));
+    // The process went away without waiting out the 5 s request timeout:
+    // the client sees the connection end, not a timeout reply.
+    let mut text = String::new();
+    let _ = silent.read_to_string(&mut text);
+    assert!(!text.contains("timeout"), "{text}");
+    assert!(!grace.control_socket().exists());
+}
+
+#[test]
+fn a_failed_upgrade_says_why_and_the_old_process_keeps_the_socket() {
+    let grace = Grace::start_controlled(&config("m", "", ""));
+    // The new process will read this and refuse it (exit 78).
+    grace.write_config("message = 42\n");
+    let (code, _, err) = run(
+        &["upgrade", "--control-socket", &socket_arg(&grace)],
+        grace.dir.path(),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("upgrade failed; this process keeps serving")
+            && err.contains("exited before it was ready"),
+        "{err}"
+    );
+    let status = &grace.control(r#"{"cmd":"status"}"#)[0];
+    assert_eq!(status["pid"], grace.pid());
+    assert_eq!(status["phase"], "running");
+    let m = support::parse_metrics(&get(grace.addr(), "/metrics").unwrap().body);
+    assert_eq!(m["grace_upgrades_total{result=\"failed\"}"], 1.0);
+    assert_eq!(get(grace.addr(), "/").unwrap().body, "m");
 }

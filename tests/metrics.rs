@@ -129,3 +129,57 @@ fn a_metrics_route_without_an_admin_address_is_refused_at_start() {
     assert_eq!(code, 78);
     assert!(err.contains("reserved for grace's metrics"), "{err}");
 }
+
+#[test]
+fn metrics_false_serves_no_metrics_and_frees_the_path() {
+    let grace = Grace::start(&config(
+        "m",
+        "metrics = false",
+        "[[routes]]\npath = \"/metrics\"\nbody = \"mine\"\n",
+    ));
+    assert_eq!(get(grace.addr(), "/metrics").unwrap().body, "mine");
+    grace.log().wait_for("metrics disabled");
+}
+
+/// Steady keep-alive throughput with metrics on vs off, in alternating
+/// pairs of runs so that both see the same machine load; the verdict is the
+/// median of the pairs' ratios, which a burst of load from elsewhere moves
+/// less than a sum. Ignored by default: it measures, and a shared machine is
+/// noisy. Run it with
+/// `cargo test --release --test metrics -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput_with_metrics_is_at_least_98_percent_of_without() {
+    const PAIRS: usize = 8;
+    const CLIENTS: usize = 4;
+    let measure = |metrics: bool| {
+        let grace = Grace::start(&config("m", &format!("metrics = {metrics}"), ""));
+        // Warm up: connections, allocator, caches.
+        support::load::Load::start(grace.addr(), 0, CLIENTS, "m").finish();
+        let load = support::load::Load::start(grace.addr(), 0, CLIENTS, "m");
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let report = load.finish();
+        assert_eq!(report.failed(), 0, "{:?}", report.failures);
+        report.ok as f64
+    };
+    let mut ratios = Vec::with_capacity(PAIRS);
+    for pair in 0..PAIRS {
+        // Alternate which goes first, against drift.
+        let (on, off) = if pair % 2 == 0 {
+            let off = measure(false);
+            (measure(true), off)
+        } else {
+            let on = measure(true);
+            (on, measure(false))
+        };
+        println!(
+            "pair {pair}: metrics on {on}, off {off}, ratio {:.4}",
+            on / off
+        );
+        ratios.push(on / off);
+    }
+    ratios.sort_by(f64::total_cmp);
+    let median = (ratios[PAIRS / 2 - 1] + ratios[PAIRS / 2]) / 2.0;
+    println!("median on/off throughput ratio over {PAIRS} pairs: {median:.4}");
+    assert!(median >= 0.98, "median on/off throughput ratio {median:.4}");
+}

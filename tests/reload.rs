@@ -128,6 +128,9 @@ fn listen_changes_apply_on_reload_and_removed_listeners_drain() {
     grace.write_config(&listen_config(&[second.to_string()]));
     grace.signal(Signal::HUP);
     grace.log().wait_count("reload accepted", 2, SOON);
+    // The verdict comes when the listener is told to stop; it closes a moment
+    // later (a connect in between is taken and served, not lost).
+    grace.log().wait_for("closed listener 127.0.0.1:0");
     assert!(
         matches!(std::net::TcpStream::connect(first), Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
         "the removed address refuses"

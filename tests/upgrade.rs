@@ -171,6 +171,9 @@ fn a_slow_request_on_the_old_process_completes_while_the_new_one_serves() {
     ));
     let (code, out, err) = upgrade(&grace);
     assert_eq!(code, 0, "{out}{err}");
+    // Until the old process closes its listener, both accept on the shared
+    // socket (a connection either takes is served); after, only the new one.
+    grace.log().wait_for("drain started");
     assert_eq!(get(grace.addr(), "/").unwrap().body, "new");
     assert_eq!(
         grace.log().count("exiting code=0"),

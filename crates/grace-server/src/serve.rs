@@ -162,27 +162,32 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
     let metrics = Metrics::new();
     let stats = RequestStats::new();
     let app = App::new(config.clone(), shutdown.clone());
-    let main_app = match admin {
+    let metrics_on = config.load().server.metrics;
+    let main_app = match (&admin, metrics_on) {
         // Metrics only on the admin address when there is one: the main
         // listeners may face the internet.
-        Some(_) => app.clone(),
-        None => app.clone().with_metrics(metrics.clone()),
+        (Some(_), _) | (None, false) => app.clone(),
+        (None, true) => app.clone().with_metrics(metrics.clone()),
     };
-    let running = grace::serve(listeners, main_app, &shutdown)
-        .limits(config.load().limits)
-        .observe(stats.clone())
-        .start();
+    let serving = grace::serve(listeners, main_app, &shutdown).limits(config.load().limits);
+    let running = if metrics_on {
+        serving.observe(stats.clone()).start()
+    } else {
+        tracing::info!("metrics disabled: no /metrics, requests are not tallied");
+        serving.start()
+    };
     follow_limits(&config, running.clone());
     if let Some(admin) = admin {
-        tracing::info!(addr = %admin.local_addr(), "metrics on the admin address only");
+        let admin_app = if metrics_on {
+            tracing::info!(addr = %admin.local_addr(), "metrics on the admin address only");
+            app.with_metrics(metrics.clone())
+        } else {
+            app
+        };
         // Not observed: scrapes are not the traffic being measured.
-        let _admin = grace::serve(
-            vec![admin],
-            app.with_metrics(metrics.clone()).admin(),
-            &shutdown,
-        )
-        .limits(config.load().limits)
-        .start();
+        let _admin = grace::serve(vec![admin], admin_app.admin(), &shutdown)
+            .limits(config.load().limits)
+            .start();
     }
     let reloader = Reloader::new(config.clone(), move || source_for_reload.load())
         .with_prepare(listen_changes(running, handoff.clone()));
@@ -374,9 +379,11 @@ fn listen_changes(
     move |old: &Config, new: &Config| {
         if old.server.control_socket != new.server.control_socket
             || old.server.admin_listen != new.server.admin_listen
+            || old.server.metrics != new.server.metrics
         {
             tracing::warn!(
-                "`control_socket` and `admin_listen` changes take effect at the next start or upgrade"
+                "`control_socket`, `admin_listen` and `metrics` changes take effect at the next \
+                 start or upgrade"
             );
         }
         let added: Vec<SocketAddr> = new

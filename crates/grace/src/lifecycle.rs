@@ -277,3 +277,42 @@ impl<T: Send + Sync + 'static> Controller<T> {
         self.shutdown.force(ForceReason::Requested);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Reloadable;
+    use crate::error::BoxError;
+
+    fn lifecycle() -> Lifecycle<u32> {
+        let reloader = Reloader::new(Reloadable::new(1u32), || Ok::<_, BoxError>(2u32));
+        Lifecycle::new(reloader, Shutdown::new(), |_: &u32| DrainSettings {
+            delay: Duration::ZERO,
+            timeout: Duration::from_secs(5),
+            idle_grace: Duration::from_millis(10),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_second_stop_joins_the_shutdown_and_never_forces() {
+        let c = lifecycle().controller();
+        let s = c.shutdown().clone();
+        let request = s.track_request();
+        s.tracker().spawn(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            drop(request);
+        });
+        assert!(c.stop());
+        assert!(!c.stop(), "already stopping");
+        assert!(s.wait().await.is_clean(), "the request was not cut");
+    }
+
+    #[tokio::test]
+    async fn verdicts_for_reload_and_upgrade() {
+        let c = lifecycle().controller();
+        assert_eq!(c.reload().await.unwrap(), 2);
+        assert!(matches!(c.upgrade().await, Err(UpgradeError::Disabled)));
+        c.stop();
+        assert!(matches!(c.reload().await, Err(ReloadError::ShuttingDown)));
+    }
+}

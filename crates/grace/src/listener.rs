@@ -182,7 +182,8 @@ impl Listener {
             }
         }
         drop(std);
-        tracing::debug!(listener = %name, queued = taken, "listener closed");
+        // From this line on, connects to this address are refused.
+        tracing::info!(listener = %name, queued = taken, "closed listener {name}");
     }
 }
 

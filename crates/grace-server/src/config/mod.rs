@@ -62,6 +62,9 @@ pub struct Server {
     /// Where `/metrics` is served instead of the main listeners; taken at
     /// start only.
     pub admin_listen: Option<SocketAddr>,
+    /// Whether `/metrics` is served and requests are tallied; taken at start
+    /// only.
+    pub metrics: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -191,7 +194,10 @@ impl Checker {
         }
         for raw_route in raw.routes {
             let span = raw_route.path.span();
-            if server.admin_listen.is_none() && raw_route.path.get_ref() == METRICS_PATH {
+            if server.metrics
+                && server.admin_listen.is_none()
+                && raw_route.path.get_ref() == METRICS_PATH
+            {
                 return Err(self.fail(
                     span,
                     format!(
@@ -336,6 +342,7 @@ impl Checker {
         Ok(Server {
             control_socket,
             admin_listen,
+            metrics: raw.metrics.unwrap_or(true),
             listen,
             shutdown_timeout: self.duration(
                 raw.shutdown_timeout,

@@ -32,6 +32,7 @@ pub struct RawServer {
     pub watch_debounce: Option<Spanned<String>>,
     pub control_socket: Option<Spanned<String>>,
     pub admin_listen: Option<Spanned<String>>,
+    pub metrics: Option<bool>,
 }
 
 /// `[limits]`: what one client may cost the server.

@@ -58,7 +58,9 @@ impl ServerInfo {
 pub struct ControlServer {
     socket: ControlSocket,
     stop: CancellationToken,
-    tracker: TaskTracker,
+    // Connections that follow a stop to the end (`stop` with `wait`): the
+    // only ones worth delaying the exit for, to send their last line.
+    waiters: TaskTracker,
 }
 
 impl ControlServer {
@@ -84,16 +86,17 @@ impl ControlServer {
         std_listener.set_nonblocking(true)?;
         let listener = tokio::net::UnixListener::from_std(std_listener)?;
         let stop = CancellationToken::new();
-        let tracker = TaskTracker::new();
+        let waiters = TaskTracker::new();
         let context = Arc::new(Context {
+            waiters: waiters.clone(),
             controller,
             info,
             uid: rustix::process::geteuid().as_raw(),
             slots: Arc::new(Semaphore::new(MAX_CLIENTS)),
+            refusals: RefusalLog::default(),
         });
-        let connections = tracker.clone();
         let stopped = stop.clone();
-        tracker.spawn(async move {
+        tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
                     _ = stopped.cancelled() => return,
@@ -101,7 +104,7 @@ impl ControlServer {
                 };
                 match accepted {
                     Ok((stream, _)) => {
-                        connections.spawn(handle(stream, context.clone()));
+                        tokio::spawn(handle(stream, context.clone()));
                     }
                     Err(e) => {
                         // Out of descriptors, say: back off instead of
@@ -115,7 +118,7 @@ impl ControlServer {
         Ok(ControlServer {
             socket,
             stop,
-            tracker,
+            waiters,
         })
     }
 
@@ -128,16 +131,17 @@ impl ControlServer {
         self.socket.publish()
     }
 
-    /// Stops accepting, gives connections still open up to `grace` to finish
-    /// (a `stop` with `wait` sends its last line), then removes the socket's
-    /// path if it is still ours.
+    /// Stops accepting, gives clients following a stop (`stop` with `wait`)
+    /// up to `grace` to get their last line, then removes the socket's path
+    /// if it is still ours. Other control connections are not waited for: a
+    /// silent client must not delay the exit.
     ///
     /// # Return value
-    /// Resolves within `grace`.
+    /// Resolves as soon as those clients are answered, within `grace`.
     pub async fn close(self, grace: Duration) {
         self.stop.cancel();
-        self.tracker.close();
-        let _ = tokio::time::timeout(grace, self.tracker.wait()).await;
+        self.waiters.close();
+        let _ = tokio::time::timeout(grace, self.waiters.wait()).await;
         drop(self.socket);
     }
 }
@@ -147,6 +151,42 @@ struct Context<T> {
     info: ServerInfo,
     uid: u32,
     slots: Arc<Semaphore>,
+    refusals: RefusalLog,
+    waiters: TaskTracker,
+}
+
+/// Refused peers are logged at most once a second, with a count of those not
+/// logged since: a loop of connects from a stranger must not flood the log.
+#[derive(Default)]
+struct RefusalLog {
+    // Milliseconds since `epoch` of the last line logged; 0 = never.
+    last_ms: std::sync::atomic::AtomicU64,
+    suppressed: std::sync::atomic::AtomicU64,
+    epoch: std::sync::OnceLock<Instant>,
+}
+
+impl RefusalLog {
+    /// `Some(suppressed since the last line)` when this refusal may be logged.
+    fn admit(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let epoch = *self.epoch.get_or_init(Instant::now);
+        let now = epoch.elapsed().as_millis() as u64 + 1;
+        let last = self.last_ms.load(Relaxed);
+        if last != 0 && now < last + 1000 {
+            self.suppressed.fetch_add(1, Relaxed);
+            return None;
+        }
+        // Relaxed is enough: losing the race only drops one log line.
+        if self
+            .last_ms
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_err()
+        {
+            self.suppressed.fetch_add(1, Relaxed);
+            return None;
+        }
+        Some(self.suppressed.swap(0, Relaxed))
+    }
 }
 
 async fn handle<T: Send + Sync + 'static>(stream: UnixStream, ctx: Arc<Context<T>>) {
@@ -166,12 +206,15 @@ async fn handle<T: Send + Sync + 'static>(stream: UnixStream, ctx: Arc<Context<T
     };
     let (peer_uid, peer_pid) = (peer.uid.as_raw(), peer.pid.as_raw_nonzero().get());
     if peer_uid != ctx.uid && peer_uid != 0 {
-        tracing::warn!(
-            peer_uid,
-            peer_pid,
-            "control connection refused: uid {peer_uid} is neither this server's ({}) nor root",
-            ctx.uid
-        );
+        if let Some(suppressed) = ctx.refusals.admit() {
+            tracing::warn!(
+                peer_uid,
+                peer_pid,
+                suppressed,
+                "control connection refused: uid {peer_uid} is neither this server's ({}) nor root",
+                ctx.uid
+            );
+        }
         conn.error(
             ErrorKind::Forbidden,
             &format!("uid {peer_uid} may not control this server"),
@@ -193,6 +236,11 @@ async fn handle<T: Send + Sync + 'static>(stream: UnixStream, ctx: Arc<Context<T
     tracing::info!(peer_pid, peer_uid, ?request, "control request");
     let c = &ctx.controller;
     match request {
+        Request::Stop { wait: true } => {
+            // Counted from here to the last line: `close` waits for it.
+            let _following = ctx.waiters.token();
+            stop(&mut conn, c, true).await;
+        }
         Request::Status {} => {
             let _ = conn.send(Reply::Status(status(&ctx))).await;
         }
