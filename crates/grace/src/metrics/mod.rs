@@ -8,7 +8,7 @@
 //!
 //! # Example
 //!
-//! ```no_run
+//! ```
 //! use std::sync::Arc;
 //! use grace::metrics::{MetricsCollector, RequestStats};
 //! use grace::{Reloadable, Reloader, Shutdown};
