@@ -40,15 +40,18 @@ const PHASES: [Phase; 5] = [
 /// # Example
 ///
 /// ```
-/// use grace::metrics::MetricsCollector;
+/// use grace::metrics::{MetricsCollector, RequestStats};
 /// use grace::{Reloadable, Reloader, Shutdown};
 /// use prometheus_client::{encoding::text::encode, registry::Registry};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let reloader = Reloader::new(Reloadable::new(1u32), || Ok::<_, grace::BoxError>(2u32));
-/// let collector = MetricsCollector::new(reloader.clone(), Shutdown::new());
-/// let mut registry = Registry::default();
+/// let shutdown = Shutdown::new();
+/// let stats = RequestStats::new();
+/// // grace::serve(listeners, service, &shutdown).observe(stats.clone()).start();
+/// let collector = MetricsCollector::new(reloader.clone(), shutdown).with_requests(stats);
+/// let mut registry = Registry::default(); // the application's own metrics go here too
 /// registry.register_collector(Box::new(collector));
 /// reloader.reload().await?;
 ///
