@@ -79,7 +79,7 @@ pub enum ReloadError {
 /// let err: BindError = Listener::bind(first.local_addr()).unwrap_err();
 /// assert_eq!(err.addr, first.local_addr());
 /// assert_eq!(err.source.kind(), std::io::ErrorKind::AddrInUse);
-/// eprintln!("{err}"); // cannot listen on 127.0.0.1:…: Address in use
+/// eprintln!("{err}"); // cannot listen on 127.0.0.1:…: Address already in use (os error 98)
 /// # }
 /// ```
 #[derive(Debug, thiserror::Error)]

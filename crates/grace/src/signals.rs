@@ -153,8 +153,8 @@ impl Signals {
     /// received are merged into one, as the kernel does.
     ///
     /// # Return value
-    /// Resolves when one of the signals arrives; `None` only if tokio's
-    /// signal driver shut down (the runtime is going away).
+    /// Resolves when one of the signals arrives; `None` only once tokio can
+    /// deliver no more signals (its runtime is going away).
     ///
     /// # Cancel safety
     /// Cancel safe: a signal is never lost by dropping this future.

@@ -175,8 +175,9 @@ impl ControlServer {
     /// is first.
     ///
     /// # Cancel safety
-    /// Cancel safe: dropping it ends the wait early; the path is removed all
-    /// the same, and connections still open finish on their own.
+    /// Cancel safe once polled: dropping it ends the wait early; accepting
+    /// has stopped, the path is removed all the same, and connections still
+    /// open finish on their own.
     pub async fn close(self, grace: Duration) {
         self.stop.cancel();
         self.tracker.close();
