@@ -6,7 +6,7 @@
 //! [`MetricsCollector`] plugs it into a `prometheus_client` registry, next to
 //! whatever metrics the application registers itself.
 //!
-//! The wiring is shown on [`MetricsCollector`] (feature `metrics`): the
+//! The wiring is shown on `MetricsCollector` (feature `metrics`): the
 //! example lives there so that it is only built when the collector is.
 
 #[cfg(feature = "metrics")]
