@@ -13,6 +13,24 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 /// A configuration with the generation it was accepted as.
+///
+/// Dereferences to the configuration, so a handler reads fields directly;
+/// the generation and load time are there for logs and status reports.
+///
+/// # Example
+///
+/// ```
+/// use grace::Reloadable;
+///
+/// struct Config { greeting: String }
+///
+/// let config = Reloadable::new(Config { greeting: "hello".into() });
+/// let snapshot = config.load();
+/// assert_eq!(snapshot.greeting, "hello"); // through Deref
+/// assert_eq!(snapshot.config().greeting, "hello");
+/// assert_eq!(snapshot.generation(), 1);
+/// assert!(snapshot.loaded_at() <= std::time::SystemTime::now());
+/// ```
 #[derive(Debug)]
 pub struct Snapshot<T> {
     generation: u64,

@@ -28,6 +28,29 @@ use tokio_util::task::TaskTracker;
 
 /// Timings of a graceful shutdown, read when the shutdown begins so that a
 /// reloaded configuration applies to the next shutdown.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use grace::{DrainSettings, Outcome, Shutdown};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// // Behind a load balancer: keep serving 5 s while it notices, then 20 s to finish.
+/// let settings = DrainSettings {
+///     delay: Duration::from_secs(5),
+///     timeout: Duration::from_secs(20),
+///     ..DrainSettings::default()
+/// };
+/// let shutdown = Shutdown::new();
+/// shutdown.begin(settings);
+/// assert_eq!(shutdown.settings(), Some(settings));
+/// // Nothing in flight: over right after the delay.
+/// let elapsed = Duration::from_secs(5);
+/// assert_eq!(shutdown.wait().await, Outcome::Drained { elapsed });
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DrainSettings {
     /// How long readiness reports "not ready" while serving goes on, so that
@@ -53,6 +76,28 @@ impl Default for DrainSettings {
 }
 
 /// Where a [`Shutdown`] stands. Each change is logged once.
+///
+/// Phases only move forward, so they compare: `phase >= Phase::Draining`
+/// means "listeners are closed".
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use grace::{DrainSettings, Phase, Shutdown};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let shutdown = Shutdown::new();
+/// let mut phase = shutdown.watch_phase();
+/// assert_eq!(shutdown.phase(), Phase::Running);
+/// shutdown.begin(DrainSettings { delay: Duration::from_secs(1), ..Default::default() });
+/// assert_eq!(shutdown.phase(), Phase::Stopping);
+/// phase.wait_for(|p| *p >= Phase::Draining).await.unwrap();
+/// shutdown.wait().await;
+/// assert_eq!(shutdown.phase().as_str(), "stopped");
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
 pub enum Phase {
@@ -92,6 +137,25 @@ impl Phase {
 }
 
 /// Why remaining work was cut.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use grace::{DrainSettings, ForceReason, Outcome, Shutdown};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let shutdown = Shutdown::new();
+/// let request = shutdown.track_request();
+/// let stuck = shutdown.clone();
+/// shutdown.spawn(async move { stuck.forced().await; drop(request) }); // never ends on its own
+/// shutdown.begin(DrainSettings { timeout: Duration::from_secs(3), ..Default::default() });
+/// let Outcome::Forced { reason, .. } = shutdown.wait().await else { panic!() };
+/// assert_eq!(reason, ForceReason::Deadline);
+/// assert_eq!(reason.to_string(), "shutdown deadline passed");
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForceReason {
     /// [`DrainSettings::timeout`] elapsed with work still in flight.
@@ -110,6 +174,30 @@ impl std::fmt::Display for ForceReason {
 }
 
 /// How a shutdown ended.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use grace::{ForceReason, Outcome, Shutdown};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let shutdown = Shutdown::new();
+/// // A connection with a client waiting for its answer.
+/// let _connection = shutdown.track_connection();
+/// let _request = shutdown.track_request();
+/// shutdown.force(ForceReason::Requested); // a second SIGTERM, say
+/// let outcome = shutdown.wait().await;
+/// assert!(!outcome.is_clean());
+/// assert_eq!(outcome, Outcome::Forced {
+///     reason: ForceReason::Requested,
+///     connections: 1,
+///     requests: 1, // this client saw an error
+///     elapsed: Duration::ZERO,
+/// });
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Every connection finished on its own.
@@ -371,6 +459,26 @@ impl Shutdown {
     /// Returns `false`, and changes nothing, when a shutdown already began.
     /// Must be called within a tokio runtime: the sequence runs on a task of
     /// its own; [`Shutdown::wait`] reports how it ended.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use grace::{DrainSettings, Shutdown};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let shutdown = Shutdown::new();
+    /// let settings = DrainSettings { delay: Duration::from_secs(2), ..Default::default() };
+    /// assert!(shutdown.begin(settings));
+    /// assert!(!shutdown.begin(DrainSettings::default())); // a second begin changes nothing
+    /// assert!(!shutdown.is_ready()); // readiness fails at once...
+    /// assert!(!shutdown.is_draining()); // ...listeners close after the delay
+    /// shutdown.draining().await;
+    /// assert!(shutdown.is_draining());
+    /// assert!(shutdown.wait().await.is_clean());
+    /// # }
+    /// ```
     pub fn begin(&self, settings: DrainSettings) -> bool {
         if self.inner.started.set(Instant::now()).is_err() {
             return false;
@@ -505,6 +613,21 @@ impl Shutdown {
 }
 
 /// Keeps a connection counted; see [`Shutdown::track_connection`].
+///
+/// For services with their own accept loop: [`serve`](crate::serve) counts
+/// its connections already.
+///
+/// # Example
+///
+/// ```
+/// use grace::Shutdown;
+///
+/// let shutdown = Shutdown::new();
+/// let guard = shutdown.track_connection();
+/// assert_eq!(shutdown.connections(), 1);
+/// drop(guard); // the connection closed
+/// assert_eq!(shutdown.connections(), 0);
+/// ```
 #[must_use = "the connection is counted only while the guard lives"]
 pub struct ConnectionGuard {
     inner: Arc<Inner>,
@@ -528,6 +651,23 @@ impl Drop for ListenerGuard {
 }
 
 /// Keeps a request counted; see [`Shutdown::track_request`].
+///
+/// The count is what a forced [`Outcome`] reports as cut, so hold the guard
+/// for exactly as long as a client waits for an answer.
+///
+/// # Example
+///
+/// ```
+/// use grace::Shutdown;
+///
+/// let shutdown = Shutdown::new();
+/// {
+///     let _request = shutdown.track_request();
+///     assert_eq!(shutdown.requests(), 1);
+///     // ... answer it ...
+/// }
+/// assert_eq!(shutdown.requests(), 0);
+/// ```
 #[must_use = "the request is counted only while the guard lives"]
 pub struct RequestGuard {
     inner: Arc<Inner>,

@@ -5,12 +5,50 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The error type a user's loader may return.
+///
+/// Any error converts into it with `?` or `.into()`, so a loader can mix
+/// I/O, parse and validation errors without a type of its own.
+///
+/// # Example
+///
+/// ```
+/// use grace::BoxError;
+///
+/// fn load(text: &str) -> Result<u16, BoxError> {
+///     let port: u16 = text.trim().parse()?; // a ParseIntError
+///     if port < 1024 {
+///         return Err(format!("port {port} is privileged").into()); // a String
+///     }
+///     Ok(port)
+/// }
+/// assert_eq!(load("8080\n").unwrap(), 8080);
+/// assert_eq!(load("80").unwrap_err().to_string(), "port 80 is privileged");
+/// assert!(load("http").is_err());
+/// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a reload did not take effect. The previous configuration keeps
 /// serving in every case.
 ///
 /// Clone, because one load answers every caller whose request it covered.
+///
+/// # Example
+///
+/// ```
+/// use grace::{Reloadable, Reloader, ReloadError};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let config = Reloadable::new(1u32);
+/// let reloader = Reloader::new(config, || Err::<u32, _>("line 3: expected a number"));
+/// match reloader.reload().await {
+///     Err(ReloadError::Load(e)) => assert_eq!(e.to_string(), "line 3: expected a number"),
+///     other => panic!("expected a rejected load, got {other:?}"),
+/// }
+/// reloader.close(); // shutting down: later reloads are refused
+/// assert!(matches!(reloader.reload().await, Err(ReloadError::ShuttingDown)));
+/// # }
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReloadError {
@@ -28,6 +66,22 @@ pub enum ReloadError {
 }
 
 /// A listening socket could not be set up.
+///
+/// # Example
+///
+/// ```no_run
+/// use grace::{BindError, Listener};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let first = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+/// // The same address again: taken (SO_REUSEADDR does not share a listener).
+/// let err: BindError = Listener::bind(first.local_addr()).unwrap_err();
+/// assert_eq!(err.addr, first.local_addr());
+/// assert_eq!(err.source.kind(), std::io::ErrorKind::AddrInUse);
+/// eprintln!("{err}"); // cannot listen on 127.0.0.1:…: Address already in use (os error 98)
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {addr}: {source}")]
 pub struct BindError {

@@ -132,6 +132,11 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
 
     /// Handles signals until the shutdown is over, and returns how it ended.
     ///
+    /// # Return value
+    /// Resolves once the shutdown is over, however it was asked for (a
+    /// signal, [`Controller::stop`], a finished upgrade): every connection
+    /// gone, or cut at the deadline. The [`Outcome`] says which.
+    ///
     /// # Cancel safety
     /// Not cancel safe in a useful sense: dropping it stops signal handling,
     /// though a shutdown already begun goes on.
@@ -159,6 +164,25 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
 
 /// Asks a [`Lifecycle`] for reloads, upgrades and stops, and returns their
 /// verdicts. Cheap to clone; get one from [`Lifecycle::controller`].
+///
+/// # Example
+///
+/// ```
+/// use grace::{DrainSettings, Lifecycle, ReloadError, Reloadable, Reloader, Shutdown};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let reloader = Reloader::new(Reloadable::new(1u32), || Ok::<_, grace::BoxError>(2u32));
+/// let drain = |_: &u32| DrainSettings::default();
+/// let lifecycle = Lifecycle::new(reloader, Shutdown::new(), drain);
+/// let controller = lifecycle.controller();
+///
+/// assert_eq!(controller.reload().await.unwrap(), 2); // a verdict, unlike SIGHUP
+/// assert!(controller.stop());
+/// assert!(matches!(controller.reload().await, Err(ReloadError::ShuttingDown)));
+/// assert!(controller.shutdown().wait().await.is_clean());
+/// # }
+/// ```
 pub struct Controller<T> {
     reloader: Reloader<T>,
     shutdown: Shutdown,
@@ -211,8 +235,34 @@ impl<T: Send + Sync + 'static> Controller<T> {
     /// configuration was refused (the previous one keeps serving). During a
     /// shutdown: [`ReloadError::ShuttingDown`].
     ///
+    /// # Return value
+    /// Resolves once a load that started after this call finished.
+    ///
+    /// # Errors
+    /// [`ReloadError::Load`] or [`ReloadError::Apply`] when the new
+    /// configuration was refused; [`ReloadError::ShuttingDown`] during a
+    /// shutdown.
+    ///
     /// # Cancel safety
     /// Cancel safe: the reload happens whether or not anyone waits for it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use grace::{DrainSettings, Lifecycle, ReloadError, Reloadable, Reloader, Shutdown};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let load = || "x".parse::<u32>(); // always invalid
+    /// let reloader = Reloader::new(Reloadable::new(1u32), load);
+    /// let drain = |_: &u32| DrainSettings::default();
+    /// let lifecycle = Lifecycle::new(reloader, Shutdown::new(), drain);
+    /// let controller = lifecycle.controller();
+    /// let err = controller.reload().await.unwrap_err();
+    /// assert!(matches!(err, ReloadError::Load(_)), "{err}");
+    /// assert_eq!(controller.reloader().config().generation(), 1); // still serving
+    /// # }
+    /// ```
     pub async fn reload(&self) -> Verdict {
         if self.shutdown.is_shutting_down() {
             return Err(ReloadError::ShuttingDown);
@@ -223,6 +273,32 @@ impl<T: Send + Sync + 'static> Controller<T> {
     /// Hands the listeners to a new process; once it is ready, this one
     /// drains (no delay: the new one already serves). Resolves with the new
     /// process, or why nothing changed, within the hand-off's ready timeout.
+    ///
+    /// # Errors
+    /// [`UpgradeError::Disabled`] without a [`Handoff`]; otherwise as
+    /// [`Handoff::upgrade`]. This process keeps serving in every case.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use grace::handoff::UpgradeError;
+    /// use grace::{DrainSettings, Lifecycle, Reloadable, Reloader, Shutdown};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let reloader = Reloader::new(Reloadable::new(()), || Ok::<_, grace::BoxError>(()));
+    /// let drain = |_: &()| DrainSettings::default();
+    /// let lifecycle = Lifecycle::new(reloader, Shutdown::new(), drain);
+    /// // Enable upgrades with `.with_handoff(Arc::new(Handoff::from_current_process()?))`.
+    /// let controller = lifecycle.controller();
+    /// match controller.upgrade().await {
+    ///     Ok(up) => println!("pid {} serves; draining", up.pid),
+    ///     Err(UpgradeError::Disabled) => println!("no upgrades here; serving on"),
+    ///     Err(e) => println!("upgrade failed, serving on: {e}"),
+    /// }
+    /// assert!(controller.shutdown().is_ready());
+    /// # }
+    /// ```
     ///
     /// # Cancel safety
     /// Not cancel safe: see [`Handoff::upgrade`]. Spawn it when the caller
@@ -263,6 +339,31 @@ impl<T: Send + Sync + 'static> Controller<T> {
     /// configuration. Returns false when one had already begun: unlike a
     /// second signal, asking again never forces (a retrying script must not
     /// cut requests); see [`Controller::force`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use grace::{DrainSettings, Lifecycle, Reloadable, Reloader, Shutdown};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// // The configuration is the drain timeout; a reload raised it to 60 s.
+    /// let reloader = Reloader::new(Reloadable::new(10u64), || Ok::<_, grace::BoxError>(60u64));
+    /// let settings = |secs: &u64| DrainSettings {
+    ///     timeout: Duration::from_secs(*secs),
+    ///     ..DrainSettings::default()
+    /// };
+    /// let controller = Lifecycle::new(reloader, Shutdown::new(), settings).controller();
+    /// controller.reload().await.unwrap();
+    ///
+    /// assert!(controller.stop());
+    /// assert!(!controller.stop()); // asking again neither forces nor restarts
+    /// let shutdown = controller.shutdown();
+    /// assert_eq!(shutdown.settings().unwrap().timeout, Duration::from_secs(60));
+    /// assert!(shutdown.wait().await.is_clean());
+    /// # }
+    /// ```
     pub fn stop(&self) -> bool {
         if self.shutdown.is_shutting_down() {
             return false;

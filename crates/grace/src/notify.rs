@@ -138,6 +138,23 @@ fn monotonic_usec() -> u128 {
 
 /// The watchdog interval systemd asks for (`WATCHDOG_USEC`), if it asks us
 /// (`WATCHDOG_PID` unset or ours).
+///
+/// [`attach`] pings at half of it; call this only to report it, or to ping
+/// from somewhere else.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use grace::notify::watchdog_interval;
+///
+/// // What systemd sets for `WatchdogSec=10`.
+/// std::env::set_var("WATCHDOG_USEC", "10000000");
+/// std::env::set_var("WATCHDOG_PID", std::process::id().to_string());
+/// assert_eq!(watchdog_interval(), Some(Duration::from_secs(10)));
+/// std::env::set_var("WATCHDOG_PID", "1"); // meant for another process
+/// assert_eq!(watchdog_interval(), None);
+/// ```
 pub fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     let for_us = std::env::var("WATCHDOG_PID")
@@ -153,6 +170,32 @@ pub fn watchdog_interval() -> Option<Duration> {
 ///
 /// # Panics
 /// Outside a tokio runtime.
+///
+/// # Example
+///
+/// ```
+/// use std::{os::unix::net::UnixDatagram, sync::Arc};
+/// use grace::notify::{attach, Notifier};
+/// use grace::{Reloadable, Reloader, Shutdown};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let path = std::env::temp_dir().join(format!("grace-doc-{}.sock", std::process::id()));
+/// let systemd = UnixDatagram::bind(&path)?; // stands in for the service manager
+/// std::env::set_var("NOTIFY_SOCKET", &path);
+/// let notifier = Arc::new(Notifier::from_env()?.expect("NOTIFY_SOCKET is set"));
+/// let reloader = Reloader::new(Reloadable::new(1u32), || Ok::<_, grace::BoxError>(2u32));
+/// attach(notifier, &reloader, &Shutdown::new());
+///
+/// reloader.reload().await?;
+/// let mut buf = [0; 256];
+/// let n = systemd.recv(&mut buf)?;
+/// assert!(buf[..n].starts_with(b"RELOADING=1\nMONOTONIC_USEC="));
+/// let n = systemd.recv(&mut buf)?;
+/// assert_eq!(&buf[..n], b"READY=1\nSTATUS=serving generation 2\n");
+/// # std::fs::remove_file(&path)?;
+/// # Ok(()) }
+/// ```
 pub fn attach<T: Send + Sync + 'static>(
     notifier: Arc<Notifier>,
     reloader: &Reloader<T>,

@@ -9,6 +9,19 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// A pid file this process wrote. Removed on drop if it still names us.
+///
+/// # Example
+///
+/// ```
+/// use grace::pidfile::{self, PidFile};
+///
+/// let path = std::env::temp_dir().join(format!("grace-doc-{}.pid", std::process::id()));
+/// let pid_file = PidFile::create(&path)?;
+/// assert_eq!(pidfile::read(pid_file.path())?, std::process::id());
+/// drop(pid_file); // at exit: still ours, so removed
+/// assert!(!path.exists());
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct PidFile {
     path: PathBuf,
@@ -56,6 +69,20 @@ impl Drop for PidFile {
 ///
 /// # Errors
 /// When the temporary file cannot be written or renamed.
+///
+/// # Example
+///
+/// ```
+/// use grace::pidfile::{self, PidFile};
+///
+/// let path = std::env::temp_dir().join(format!("grace-doc-{}.pid", std::process::id()));
+/// let ours = PidFile::create(&path)?;
+/// pidfile::write_atomically(&path, 4242)?; // a successor took over
+/// drop(ours); // names another process now: left alone
+/// assert_eq!(pidfile::read(&path)?, 4242);
+/// # std::fs::remove_file(&path)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn write_atomically(path: &Path, pid: u32) -> io::Result<()> {
     write_text_atomically(path, &format!("{pid}\n"))
 }
@@ -65,6 +92,17 @@ pub fn write_atomically(path: &Path, pid: u32) -> io::Result<()> {
 ///
 /// # Errors
 /// When the temporary file cannot be written or renamed.
+///
+/// # Example
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("grace-doc-{}.txt", std::process::id()));
+/// grace::pidfile::write_text_atomically(&path, "old\n")?;
+/// grace::pidfile::write_text_atomically(&path, "new\n")?; // readers see old or new, whole
+/// assert_eq!(std::fs::read_to_string(&path)?, "new\n");
+/// # std::fs::remove_file(&path)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn write_text_atomically(path: &Path, text: &str) -> io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     let file_name = path.file_name().ok_or_else(|| {
@@ -93,6 +131,20 @@ pub fn write_text_atomically(path: &Path, text: &str) -> io::Result<()> {
 ///
 /// # Errors
 /// When the file cannot be read, or does not hold a positive number.
+///
+/// # Example
+///
+/// ```
+/// use std::io::ErrorKind;
+///
+/// let path = std::env::temp_dir().join(format!("grace-doc-{}.pid", std::process::id()));
+/// std::fs::write(&path, "  1234\n")?;
+/// assert_eq!(grace::pidfile::read(&path)?, 1234);
+/// std::fs::write(&path, "0\n")?; // never a pid to signal
+/// assert_eq!(grace::pidfile::read(&path).unwrap_err().kind(), ErrorKind::InvalidData);
+/// # std::fs::remove_file(&path)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn read(path: &Path) -> io::Result<u32> {
     let text = fs::read_to_string(path)?;
     match text.trim().parse::<u32>() {

@@ -17,14 +17,66 @@ use crate::error::{BoxError, ReloadError};
 
 /// The result of one reload: the generation now serving, or why the new
 /// configuration was refused (the previous one keeps serving).
+///
+/// # Example
+///
+/// ```
+/// use grace::{Reloadable, Reloader, Verdict};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let reloader = Reloader::new(Reloadable::new(1u32), || Ok::<_, grace::BoxError>(2u32));
+/// let verdict: Verdict = reloader.reload().await;
+/// match verdict {
+///     Ok(generation) => assert_eq!(generation, 2),
+///     Err(e) => panic!("rejected, generation 1 keeps serving: {e}"),
+/// }
+/// # }
+/// ```
 pub type Verdict = Result<u64, ReloadError>;
 
 /// A request for a reload, redeemable for its verdict with
 /// [`Reloader::verdict`].
+///
+/// Taking a ticket and waiting are separate so a caller can ask at once
+/// (from a signal handler, say) and learn the verdict later, or never.
+///
+/// # Example
+///
+/// ```
+/// use grace::{Reloadable, Reloader};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let reloader = Reloader::new(Reloadable::new(1u32), || Ok::<_, grace::BoxError>(7u32));
+/// let first = reloader.trigger();
+/// let second = reloader.trigger(); // merged with the first: one load
+/// assert!(first < second);
+/// assert_eq!(reloader.verdict(second).await.unwrap(), 2);
+/// assert_eq!(reloader.verdict(first).await.unwrap(), 2);
+/// assert_eq!(reloader.loads(), 1);
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ticket(u64);
 
 /// The last reload that ran, for status reports.
+///
+/// # Example
+///
+/// ```
+/// use grace::{Reloadable, Reloader};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let reloader = Reloader::new(Reloadable::new(1u32), || Err::<u32, _>("bad value"));
+/// assert!(reloader.last().is_none()); // nothing ran yet
+/// let _ = reloader.reload().await;
+/// let last = reloader.last().unwrap();
+/// assert_eq!(last.verdict.unwrap_err().to_string(), "bad value");
+/// assert!(last.at <= std::time::SystemTime::now());
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct LastReload {
     /// When it finished.
@@ -44,11 +96,59 @@ type LoadFn<T> = dyn Fn() -> Result<T, BoxError> + Send + Sync;
 
 /// What a reload does outside the configuration once it is swapped in:
 /// prepared (and able to fail) before the swap, run after it.
+///
+/// Split in two so a reload that fails to prepare changes nothing, and one
+/// that prepared never leaves the world out of step with the configuration.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use grace::{reload::Commit, Reloadable, Reloader, ReloadError};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let applied = Arc::new(Mutex::new(Vec::new()));
+/// let log = applied.clone();
+/// let reloader = Reloader::new(Reloadable::new(1u32), || Ok::<_, grace::BoxError>(2u32))
+///     .with_prepare(move |old: &u32, new: &u32| {
+///         if new < old {
+///             return Err::<Option<Commit>, grace::BoxError>("cannot go back".into());
+///         }
+///         let (log, new) = (log.clone(), *new);
+///         Ok(Some(Box::new(move || log.lock().unwrap().push(new)) as Commit))
+///     });
+/// assert_eq!(reloader.reload().await.unwrap(), 2);
+/// assert_eq!(*applied.lock().unwrap(), [2]); // committed after the swap
+/// # }
+/// ```
 pub type Commit = Box<dyn FnOnce() + Send>;
 
 type PrepareFn<T> = dyn Fn(&T, &T) -> Result<Option<Commit>, BoxError> + Send + Sync;
 
 /// A step of a reload, as seen by an observer (see [`Reloader::observe`]).
+///
+/// # Example
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use grace::{ReloadEvent, Reloadable, Reloader};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let reloader = Reloader::new(Reloadable::new(1u32), || Ok::<_, grace::BoxError>(2u32));
+/// let log = seen.clone();
+/// reloader.observe(move |event| {
+///     log.lock().unwrap().push(match event {
+///         ReloadEvent::Started => "started".to_string(),
+///         ReloadEvent::Finished(verdict) => format!("finished: {verdict:?}"),
+///     })
+/// });
+/// reloader.reload().await.unwrap();
+/// assert_eq!(*seen.lock().unwrap(), ["started", "finished: Ok(2)"]);
+/// # }
+/// ```
 #[derive(Debug)]
 pub enum ReloadEvent<'a> {
     /// A load begins.
@@ -217,6 +317,14 @@ impl<T: Send + Sync + 'static> Reloader<T> {
     /// Waits for the verdict of the first load that started after `ticket`
     /// was taken.
     ///
+    /// # Return value
+    /// Resolves once that load finished (at once if it already did).
+    ///
+    /// # Errors
+    /// The load's [`ReloadError`] when the configuration was refused (the
+    /// previous one keeps serving); [`ReloadError::ShuttingDown`] when the
+    /// reloader was closed before a load covered `ticket`.
+    ///
     /// # Cancel safety
     /// Cancel safe: the reload happens whether or not anyone waits for it.
     pub async fn verdict(&self, ticket: Ticket) -> Verdict {
@@ -233,8 +341,31 @@ impl<T: Send + Sync + 'static> Reloader<T> {
 
     /// Reloads and waits for the verdict: `trigger` then `verdict`.
     ///
+    /// # Return value
+    /// Resolves once a load that started after this call finished: with
+    /// the new generation when it was accepted.
+    ///
+    /// # Errors
+    /// As [`Reloader::verdict`].
+    ///
     /// # Cancel safety
     /// Cancel safe, as [`Reloader::verdict`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use grace::{Reloadable, Reloader};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let load = || "  10 ".trim().parse::<u32>(); // any `Fn() -> Result<T, E>`
+    /// let config = Reloadable::new(1u32);
+    /// let reloader = Reloader::new(config.clone(), load);
+    /// assert_eq!(reloader.reload().await.unwrap(), 2); // generation 2...
+    /// assert_eq!(**config.load(), 10); // ...now serving
+    /// assert_eq!((reloader.accepted(), reloader.rejected()), (1, 0));
+    /// # }
+    /// ```
     pub async fn reload(&self) -> Verdict {
         let ticket = self.trigger();
         self.verdict(ticket).await

@@ -22,6 +22,33 @@ use crate::reload::Reloader;
 use crate::signals::Signals;
 
 /// Why a [`Server`] could not start.
+///
+/// Each variant is a different thing for an operator to fix, so each can get
+/// its own exit code.
+///
+/// # Example
+///
+/// ```no_run
+/// use std::convert::Infallible;
+/// use bytes::Bytes;
+/// use http_body_util::Empty;
+/// use hyper::{service::service_fn, Response};
+/// use grace::StartError;
+///
+/// # #[tokio::main] async fn main() {
+/// let service = |_config, _shutdown| {
+///     service_fn(|_req| async { Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new())) })
+/// };
+/// let server = grace::Server::new(|| std::fs::read_to_string("app.conf"))
+///     .listen("127.0.0.1:8080".parse().unwrap());
+/// let code = match server.run(service).await {
+///     Ok(outcome) => if outcome.is_clean() { 0 } else { 75 },
+///     Err(e @ StartError::Config(_)) => { eprintln!("{e}"); 78 } // EX_CONFIG
+///     Err(e) => { eprintln!("cannot start: {e}"); 71 }           // EX_OSERR
+/// };
+/// std::process::exit(code);
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
@@ -164,6 +191,12 @@ impl<T: Send + Sync + 'static> Server<T> {
     /// # Errors
     /// A [`StartError`] when the server cannot start; nothing is left
     /// running then.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropping it stops signal handling (the handlers stay
+    /// installed, so SIGTERM no longer ends the process) while the listeners
+    /// go on serving on the runtime. Await it to the end, as the last step of
+    /// `main`; stop it through the [`Shutdown`] that `make` receives.
     pub async fn run<S, B, M>(self, make: M) -> Result<Outcome, StartError>
     where
         M: FnOnce(Reloadable<T>, Shutdown) -> S,
@@ -194,6 +227,27 @@ impl<T: Send + Sync + 'static> Server<T> {
     ///
     /// # Errors
     /// As [`Server::run`].
+    ///
+    /// # Cancel safety
+    /// Not cancel safe, as [`Server::run`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use axum::{extract::State, routing::get, Router};
+    /// use grace::Reloadable;
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// async fn greet(State(config): State<Reloadable<String>>) -> String {
+    ///     config.load().to_string() // the configuration current for this request
+    /// }
+    /// let outcome = grace::Server::new(|| std::fs::read_to_string("greeting.txt"))
+    ///     .listen("127.0.0.1:8080".parse()?)
+    ///     .run_tower(|config, _shutdown| Router::new().route("/", get(greet)).with_state(config))
+    ///     .await?;
+    /// std::process::exit(if outcome.is_clean() { 0 } else { 75 });
+    /// # }
+    /// ```
     #[cfg(feature = "tower")]
     pub async fn run_tower<S, B, M>(self, make: M) -> Result<Outcome, StartError>
     where

@@ -17,6 +17,17 @@ use std::io;
 use tokio::signal::unix::{signal, Signal as TokioSignal, SignalKind};
 
 /// A signal grace reacts to.
+///
+/// # Example
+///
+/// ```
+/// use grace::signals::{Event, Signal};
+///
+/// assert_eq!(Signal::Term.name(), "SIGTERM");
+/// assert_eq!(Signal::Hup.to_string(), "SIGHUP");
+/// assert_eq!(Signal::Quit.event(), Event::Shutdown); // not a core dump
+/// assert_eq!(Signal::Usr2.event(), Event::Upgrade);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Signal {
     /// SIGHUP.
@@ -60,6 +71,28 @@ impl std::fmt::Display for Signal {
 }
 
 /// A lifecycle event.
+///
+/// What a signal asks for, kept apart from the signal so that other sources
+/// (a control socket, a test) can ask for the same thing through
+/// [`Lifecycle::handle`](crate::Lifecycle::handle).
+///
+/// # Example
+///
+/// ```
+/// use grace::signals::Event;
+/// use grace::{DrainSettings, Lifecycle, Reloadable, Reloader, Shutdown};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let reloader = Reloader::new(Reloadable::new(()), || Ok::<_, grace::BoxError>(()));
+/// let shutdown = Shutdown::new();
+/// let drain = |_: &()| DrainSettings::default();
+/// let lifecycle = Lifecycle::new(reloader, shutdown.clone(), drain);
+/// lifecycle.handle(Event::Shutdown, "test"); // as SIGTERM would
+/// assert!(shutdown.is_shutting_down());
+/// assert!(shutdown.wait().await.is_clean());
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Event {
     /// Load the configuration again.
@@ -118,6 +151,10 @@ impl Signals {
 
     /// The next signal. Deliveries of one signal that arrive before it is
     /// received are merged into one, as the kernel does.
+    ///
+    /// # Return value
+    /// Resolves when one of the signals arrives; `None` only once tokio can
+    /// deliver no more signals (its runtime is going away).
     ///
     /// # Cancel safety
     /// Cancel safe: a signal is never lost by dropping this future.

@@ -32,6 +32,24 @@ use crate::reload::Reloader;
 const MAX_DEBOUNCES: u32 = 5;
 
 /// Why watching could not start.
+///
+/// Not fatal for a server: it still reloads on SIGHUP, so log it and go on.
+///
+/// # Example
+///
+/// ```
+/// use std::{path::Path, time::Duration};
+/// use grace::{watch::watch, Reloadable, Reloader};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let reloader = Reloader::new(Reloadable::new(0u8), || Ok::<_, grace::BoxError>(0u8));
+/// let path = "/no-such-dir-grace-doc/app.toml".into();
+/// let err = watch(path, reloader, Duration::from_millis(200)).unwrap_err();
+/// assert_eq!(err.path, Path::new("/no-such-dir-grace-doc")); // the directory is watched
+/// eprintln!("not watching the config file: {err}");
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("cannot watch {}: {source}", path.display())]
 pub struct WatchError {

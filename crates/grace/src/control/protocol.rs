@@ -21,9 +21,32 @@
 use serde::{Deserialize, Serialize};
 
 /// Longest request line accepted, newline included.
+///
+/// # Example
+///
+/// ```
+/// use grace::control::protocol::{Request, MAX_REQUEST_LINE};
+///
+/// let line = serde_json::to_string(&Request::Stop { wait: true })? + "\n";
+/// assert_eq!(line, "{\"cmd\":\"stop\",\"wait\":true}\n");
+/// assert!(line.len() <= MAX_REQUEST_LINE);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 pub const MAX_REQUEST_LINE: usize = 4096;
 
 /// What a client asks.
+///
+/// # Example
+///
+/// ```
+/// use grace::control::protocol::Request;
+///
+/// let request: Request = serde_json::from_str(r#"{"cmd":"stop"}"#)?;
+/// assert_eq!(request, Request::Stop { wait: false });
+/// // A typo is an error, never a silently ignored option.
+/// assert!(serde_json::from_str::<Request>(r#"{"cmd":"stop","wiat":true}"#).is_err());
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
@@ -45,6 +68,18 @@ pub enum Request {
 }
 
 /// One line from the server, with `ok` beside the reply's own fields.
+///
+/// # Example
+///
+/// ```
+/// use grace::control::protocol::{Line, Reply};
+///
+/// let line: Line = serde_json::from_str(r#"{"ok":true,"reply":"reloaded","generation":3}"#)?;
+/// assert!(line.ok);
+/// assert_eq!(line.reply, Reply::Reloaded { generation: 3 });
+/// assert_eq!(Line::from(Reply::Reloaded { generation: 3 }), line); // `ok` follows the reply
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Line {
     /// False for [`Reply::Error`], and for an [`Reply::Exited`] whose
@@ -67,6 +102,23 @@ impl From<Reply> for Line {
 }
 
 /// What the server answers.
+///
+/// # Example
+///
+/// ```
+/// use grace::control::protocol::{Line, Reply};
+///
+/// let text = r#"{"ok":false,"reply":"error","kind":"config_rejected",
+///     "message":"app.toml:3:1: bad"}"#;
+/// let line: Line = serde_json::from_str(text)?;
+/// let exit_code = match line.reply {
+///     Reply::Reloaded { generation } => { println!("generation {generation} serves"); 0 }
+///     Reply::Error { kind, message } => { eprintln!("{kind:?}: {message}"); 1 }
+///     other => { eprintln!("unexpected: {other:?}"); 2 }
+/// };
+/// assert_eq!(exit_code, 1);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
@@ -102,6 +154,19 @@ pub enum Reply {
 }
 
 /// Why a request failed.
+///
+/// Stable names in `snake_case`, for scripts to branch on.
+///
+/// # Example
+///
+/// ```
+/// use grace::control::protocol::ErrorKind;
+///
+/// assert_eq!(serde_json::to_string(&ErrorKind::ConfigRejected)?, r#""config_rejected""#);
+/// let kind: ErrorKind = serde_json::from_str(r#""shutting_down""#)?;
+/// assert_eq!(kind, ErrorKind::ShuttingDown);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
@@ -125,6 +190,19 @@ pub enum ErrorKind {
 }
 
 /// The server's state.
+///
+/// # Example
+///
+/// ```
+/// use grace::control::protocol::{Line, Reply};
+///
+/// let text = r#"{"ok":true,"reply":"status","pid":4211,"generation":3,"phase":"running",
+///     "uptime_secs":86.5,"config_path":null,"connections":2,"requests":1,"last_reload":null}"#;
+/// let Reply::Status(status) = serde_json::from_str::<Line>(text)?.reply else { panic!() };
+/// assert_eq!((status.generation, status.phase.as_str()), (3, "running"));
+/// assert_eq!((status.connections, status.requests), (2, 1));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     /// Process id.
@@ -147,6 +225,18 @@ pub struct Status {
 }
 
 /// The last reload's verdict.
+///
+/// # Example
+///
+/// ```
+/// use grace::control::protocol::LastReload;
+///
+/// let text = r#"{"result":"rejected","generation":null,"error":"app.toml:3:1: bad","at":1.7e9}"#;
+/// let last: LastReload = serde_json::from_str(text)?;
+/// assert_eq!(last.result, "rejected");
+/// assert_eq!(last.error.as_deref(), Some("app.toml:3:1: bad"));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LastReload {
     /// `accepted` or `rejected`.
@@ -160,6 +250,19 @@ pub struct LastReload {
 }
 
 /// A drain in progress.
+///
+/// # Example
+///
+/// ```
+/// use grace::control::protocol::{Line, Reply};
+///
+/// let text = r#"{"ok":true,"reply":"progress","phase":"draining",
+///     "connections":1,"requests":1,"deadline_secs":12.5}"#;
+/// let Reply::Progress(p) = serde_json::from_str::<Line>(text)?.reply else { panic!() };
+/// println!("{}: {} connections, {:.0}s left", p.phase, p.connections, p.deadline_secs);
+/// assert_eq!(p.requests, 1);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     /// Lifecycle phase.
@@ -173,6 +276,18 @@ pub struct Progress {
 }
 
 /// How the shutdown ended.
+///
+/// # Example
+///
+/// ```
+/// use grace::control::protocol::{Exited, Line, Reply};
+///
+/// let forced = Exited { outcome: "forced".into(), elapsed_secs: 30.0, requests_cut: 2 };
+/// let line = Line::from(Reply::Exited(forced));
+/// assert!(!line.ok); // requests were cut: a script should notice
+/// assert!(serde_json::to_string(&line)?.contains(r#""requests_cut":2"#));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Exited {
     /// `drained` (every request finished) or `forced` (some were cut).

@@ -35,6 +35,16 @@ const PROGRESS_TICK: Duration = Duration::from_millis(250);
 const PROGRESS_HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// What `status` reports beyond the lifecycle's own state.
+///
+/// # Example
+///
+/// ```
+/// use grace::control::ServerInfo;
+///
+/// // Made at start: `status` reports the uptime from here.
+/// let info = ServerInfo::new(Some("/etc/myapp/config.toml".into()));
+/// assert_eq!(info.config_path.as_deref(), Some("/etc/myapp/config.toml"));
+/// ```
 #[derive(Debug, Clone)]
 pub struct ServerInfo {
     /// Where the configuration comes from, shown as is.
@@ -54,6 +64,34 @@ impl ServerInfo {
 
 /// Serves the control protocol on a [`ControlSocket`]; see the
 /// [module docs](super).
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+/// use grace::control::{BindMode, ControlServer, ControlSocket, ServerInfo};
+/// use grace::{DrainSettings, Lifecycle, Reloadable, Reloader, Shutdown};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let reloader = Reloader::new(Reloadable::new(1u32), || Ok::<_, grace::BoxError>(2u32));
+/// let drain = |_: &u32| DrainSettings::default();
+/// let lifecycle = Lifecycle::new(reloader, Shutdown::new(), drain);
+/// let path = std::env::temp_dir().join(format!("grace-doc-{}.ctl", std::process::id()));
+/// let socket = ControlSocket::bind(&path, BindMode::Exclusive)?;
+/// let server = ControlServer::start(socket, lifecycle.controller(), ServerInfo::new(None))?;
+///
+/// let mut client = tokio::net::UnixStream::connect(&path).await?;
+/// client.write_all(b"{\"cmd\":\"reload\"}\n").await?;
+/// let mut reply = String::new();
+/// BufReader::new(client).read_line(&mut reply).await?;
+/// assert_eq!(reply, "{\"ok\":true,\"reply\":\"reloaded\",\"generation\":2}\n");
+///
+/// server.close(Duration::from_secs(1)).await;
+/// assert!(!path.exists());
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct ControlServer {
     socket: ControlSocket,
@@ -138,6 +176,11 @@ impl ControlServer {
     ///
     /// # Return value
     /// Resolves as soon as those clients are answered, within `grace`.
+    ///
+    /// # Cancel safety
+    /// Cancel safe once polled: dropping it ends the wait early; accepting
+    /// has stopped, the path is removed all the same, and the waiting
+    /// clients' connections finish on their own.
     pub async fn close(self, grace: Duration) {
         self.stop.cancel();
         self.waiters.close();

@@ -8,6 +8,23 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 /// How [`ControlSocket::bind`] treats a path that a live server answers on.
+///
+/// # Example
+///
+/// ```
+/// use grace::control::{BindMode, ControlSocket};
+///
+/// let path = std::env::temp_dir().join(format!("grace-doc-{}.ctl", std::process::id()));
+/// let old = ControlSocket::bind(&path, BindMode::Exclusive)?; // the running server
+/// // The new process of an upgrade: bound aside, published once it serves.
+/// let mut new = ControlSocket::bind(&path, BindMode::Takeover)?;
+/// new.publish()?;
+/// drop(old); // the old server exits: the path is the new one's, left alone
+/// assert!(path.exists());
+/// drop(new);
+/// assert!(!path.exists());
+/// # Ok::<(), grace::control::ControlSocketError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BindMode {
     /// Refuse it ([`ControlSocketError::InUse`]); clear a stale socket.
@@ -19,6 +36,20 @@ pub enum BindMode {
 }
 
 /// Why the control socket could not be set up.
+///
+/// # Example
+///
+/// ```
+/// use grace::control::{BindMode, ControlSocket, ControlSocketError};
+///
+/// let path = std::env::temp_dir().join(format!("grace-doc-{}.ctl", std::process::id()));
+/// let first = ControlSocket::bind(&path, BindMode::Exclusive)?;
+/// // A second server started by mistake must not steal the path.
+/// let second = ControlSocket::bind(&path, BindMode::Exclusive);
+/// assert!(matches!(second, Err(ControlSocketError::InUse { .. })));
+/// drop(first);
+/// # Ok::<(), ControlSocketError>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ControlSocketError {
@@ -48,6 +79,21 @@ pub enum ControlSocketError {
 /// A bound control socket, mode 0600. Dropping it removes its path, if the
 /// path still refers to this socket (after an upgrade it refers to the new
 /// process's socket and is left alone).
+///
+/// # Example
+///
+/// ```
+/// use std::os::unix::fs::PermissionsExt;
+/// use grace::control::{BindMode, ControlSocket};
+///
+/// let path = std::env::temp_dir().join(format!("grace-doc-{}.ctl", std::process::id()));
+/// let socket = ControlSocket::bind(&path, BindMode::Exclusive)?;
+/// let mode = std::fs::metadata(socket.path()).unwrap().permissions().mode();
+/// assert_eq!(mode & 0o777, 0o600); // private from the first moment
+/// drop(socket);
+/// assert!(!path.exists());
+/// # Ok::<(), grace::control::ControlSocketError>(())
+/// ```
 #[derive(Debug)]
 pub struct ControlSocket {
     path: PathBuf,

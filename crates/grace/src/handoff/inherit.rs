@@ -26,6 +26,23 @@ const MAX_FDS: usize = 1024;
 pub(crate) const READY_FD_VAR: &str = "GRACE_UPGRADE_READY_FD";
 
 /// Why inherited sockets could not be taken.
+///
+/// A server should refuse to start on one: the environment promised
+/// sockets it does not have, and binding instead would hide a broken unit
+/// or upgrade.
+///
+/// # Example
+///
+/// ```
+/// use grace::handoff::{ActivationError, Inherited};
+///
+/// std::env::set_var("LISTEN_PID", std::process::id().to_string());
+/// std::env::set_var("LISTEN_FDS", "two");
+/// let err = Inherited::take().unwrap_err();
+/// assert!(matches!(err, ActivationError::InvalidVariable { var: "LISTEN_FDS", .. }));
+/// assert_eq!(err.to_string(), r#"LISTEN_FDS="two": not a number"#);
+/// assert!(std::env::var_os("LISTEN_FDS").is_none()); // cleared either way
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ActivationError {
@@ -151,6 +168,31 @@ impl Inherited {
     /// Takes the inherited socket named `name`, or else the one bound to
     /// `addr` (when its port is not 0), as a [`Listener`] named `name`.
     /// `None` when there is no such socket: bind one.
+    ///
+    /// # Errors
+    /// The inner `Err` when the inherited socket cannot be registered with
+    /// the runtime.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use grace::{handoff::Inherited, Listener};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut inherited = Inherited::take()?;
+    /// let mut listeners = Vec::new();
+    /// // By name first (systemd's FileDescriptorName=, or the name a grace
+    /// // parent registered), then by address.
+    /// for (name, addr) in [("public", "0.0.0.0:8443"), ("admin", "127.0.0.1:9000")] {
+    ///     let addr = addr.parse()?;
+    ///     listeners.push(match inherited.listener(name, addr) {
+    ///         Some(listener) => listener?,
+    ///         None => Listener::bind(addr)?.with_name(name),
+    ///     });
+    /// }
+    /// inherited.close_unclaimed(); // addresses no longer configured
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Panics
     /// Outside a tokio runtime with I/O enabled.

@@ -10,6 +10,25 @@ use rustix::fs::FileType;
 use super::sys;
 
 /// The child's end: tells the parent "I serve, you may drain".
+///
+/// [`Server`](crate::Server) sends it for you; a service wiring the pieces
+/// itself sends it once every listener is being served.
+///
+/// # Example
+///
+/// ```
+/// use grace::handoff::Inherited;
+///
+/// let mut inherited = Inherited::take()?;
+/// // ... take the listeners and start serving them, then:
+/// if let Some(pipe) = inherited.take_ready_pipe() {
+///     if let Err(e) = pipe.notify() {
+///         eprintln!("the parent gave up waiting; serving on: {e}");
+///     }
+/// }
+/// assert!(!inherited.from_upgrade()); // started by hand here: nobody waits
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct ReadyPipe {
     fd: OwnedFd,

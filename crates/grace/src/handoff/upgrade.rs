@@ -23,6 +23,24 @@ use crate::drain::Shutdown;
 use crate::listener::Listener;
 
 /// Why an upgrade did not happen. The old process keeps serving in every case.
+///
+/// # Example
+///
+/// ```
+/// use grace::handoff::{Handoff, UpgradeError};
+/// use grace::{DrainSettings, Shutdown};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let handoff = Handoff::from_current_process()?;
+/// let shutdown = Shutdown::new();
+/// shutdown.begin(DrainSettings::default());
+/// // Refused before anything is started: no new process while draining.
+/// let err = handoff.upgrade(&shutdown).await.unwrap_err();
+/// assert!(matches!(err, UpgradeError::ShuttingDown), "{err}");
+/// assert_eq!(handoff.failed(), 1); // counted, for metrics
+/// # Ok(()) }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum UpgradeError {
@@ -75,6 +93,21 @@ fn humanize(d: Duration) -> String {
 }
 
 /// A successful upgrade.
+///
+/// # Example
+///
+/// ```no_run
+/// use grace::handoff::{Handoff, Upgraded};
+/// use grace::{DrainSettings, Shutdown};
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let handoff = Handoff::from_current_process()?;
+/// # let shutdown = Shutdown::new();
+/// let Upgraded { pid, elapsed } = handoff.upgrade(&shutdown).await?;
+/// println!("pid {pid} ready after {elapsed:?}; draining");
+/// shutdown.begin(DrainSettings::default());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Upgraded {
     /// The new process.
@@ -89,6 +122,21 @@ pub struct Upgraded {
 /// The path is made absolute when the `Handoff` is created (from `argv[0]`
 /// and the working directory then), not taken from `/proc/self/exe`: the file
 /// *now* at that path runs, which is how a newly installed version takes over.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use grace::handoff::Handoff;
+///
+/// let handoff = Handoff::from_current_process()?
+///     .ready_timeout(Duration::from_secs(10))
+///     .pid_file("/run/myapp.pid");
+/// // Resolved now, so a later `cd` cannot change which binary takes over.
+/// assert!(handoff.program().is_absolute());
+/// assert_eq!((handoff.succeeded(), handoff.failed()), (0, 0));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Handoff {
     program: PathBuf,
@@ -192,9 +240,42 @@ impl Handoff {
     /// ready timeout passes. On success the caller drains (the new process
     /// already accepts on the same sockets); on failure nothing changed.
     ///
+    /// # Return value
+    /// Resolves once the new process reported ready, exited, or ran out of
+    /// the ready timeout; at once when the upgrade is refused.
+    ///
+    /// # Errors
+    /// An [`UpgradeError`] saying why nothing changed: refused (another
+    /// upgrade, a shutdown, PID 1), or the new process could not start,
+    /// exited or was not ready in time (it is stopped then).
+    ///
     /// # Cancel safety
     /// Not cancel safe: dropping the future while the child starts leaves it
     /// running unobserved. Let it finish; it is bounded by the ready timeout.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use grace::{handoff::Handoff, DrainSettings, Listener, Shutdown};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let listener = Listener::bind("127.0.0.1:8080".parse()?)?;
+    /// let handoff = Arc::new(Handoff::from_current_process()?);
+    /// handoff.register(&listener)?;
+    /// let shutdown = Shutdown::new();
+    /// let ours = handoff.clone();
+    /// shutdown.on_drain(move || ours.release()); // or the listeners never close
+    /// // grace::serve(vec![listener], service, &shutdown).start();
+    /// match handoff.upgrade(&shutdown).await {
+    ///     Ok(up) => {
+    ///         println!("pid {} serves; draining", up.pid);
+    ///         shutdown.begin(DrainSettings::default()); // no delay: the new one serves
+    ///     }
+    ///     Err(e) => eprintln!("upgrade failed, serving on: {e}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn upgrade(&self, shutdown: &Shutdown) -> Result<Upgraded, UpgradeError> {
         if std::process::id() == 1 {
             return self.record(Err(UpgradeError::Pid1));
@@ -398,6 +479,15 @@ async fn stop(child: &mut Child, pid: u32) {
 
 /// Where [`Handoff`] records upgrade verdicts for a pid file: the pid file's
 /// path with `.upgrade` appended.
+///
+/// # Example
+///
+/// ```
+/// use std::path::Path;
+///
+/// let path = grace::handoff::status_path(Path::new("/run/myapp.pid"));
+/// assert_eq!(path, Path::new("/run/myapp.pid.upgrade"));
+/// ```
 pub fn status_path(pid_file: &Path) -> PathBuf {
     let mut path = pid_file.as_os_str().to_owned();
     path.push(".upgrade");
@@ -405,6 +495,26 @@ pub fn status_path(pid_file: &Path) -> PathBuf {
 }
 
 /// One recorded upgrade verdict.
+///
+/// What a deploy script needs after sending SIGUSR2: a signal carries no
+/// answer, the record does.
+///
+/// # Example
+///
+/// ```
+/// use std::path::Path;
+/// use grace::handoff::{read_status, status_path};
+///
+/// let path = status_path(Path::new("/run/myapp.pid"));
+/// let before = read_status(&path).map_or(0, |s| s.seq);
+/// // ... send SIGUSR2 to the pid in /run/myapp.pid, then poll:
+/// if let Some(status) = read_status(&path).filter(|s| s.seq > before) {
+///     match status.result {
+///         Ok(pid) => println!("upgraded: pid {pid} serves"),
+///         Err(reason) => println!("upgrade failed, old process serves: {reason}"),
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpgradeStatus {
     /// Counts attempts, across processes.
@@ -414,6 +524,30 @@ pub struct UpgradeStatus {
 }
 
 /// Reads the last verdict recorded at `path`.
+///
+/// `None` when nothing was recorded yet, or the file is not a record.
+///
+/// # Example
+///
+/// ```
+/// use grace::handoff::{read_status, status_path, Handoff, UpgradeStatus};
+/// use grace::{DrainSettings, Shutdown};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let pid_file = std::env::temp_dir().join(format!("grace-doc-{}.pid", std::process::id()));
+/// let path = status_path(&pid_file);
+/// assert_eq!(read_status(&path), None);
+///
+/// let handoff = Handoff::from_current_process()?.pid_file(&pid_file);
+/// let shutdown = Shutdown::new();
+/// shutdown.begin(DrainSettings::default());
+/// let _ = handoff.upgrade(&shutdown).await; // refused: shutting down
+/// let failed = Err("the server is shutting down".to_string());
+/// assert_eq!(read_status(&path), Some(UpgradeStatus { seq: 1, result: failed }));
+/// # std::fs::remove_file(&path)?;
+/// # Ok(()) }
+/// ```
 pub fn read_status(path: &Path) -> Option<UpgradeStatus> {
     let mut text = String::new();
     std::fs::File::open(path)

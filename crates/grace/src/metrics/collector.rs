@@ -36,6 +36,32 @@ const PHASES: [Phase; 5] = [
 /// | `grace_http_requests_total{class}` | counter | finished requests by status class (`2xx`…) |
 /// | `grace_http_request_duration_seconds` | histogram | call of the service to end of the body |
 /// | `process_start_time_seconds` | gauge | when this process started, Unix time |
+///
+/// # Example
+///
+/// ```
+/// use grace::metrics::{MetricsCollector, RequestStats};
+/// use grace::{Reloadable, Reloader, Shutdown};
+/// use prometheus_client::{encoding::text::encode, registry::Registry};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let reloader = Reloader::new(Reloadable::new(1u32), || Ok::<_, grace::BoxError>(2u32));
+/// let shutdown = Shutdown::new();
+/// let stats = RequestStats::new();
+/// // grace::serve(listeners, service, &shutdown).observe(stats.clone()).start();
+/// let collector = MetricsCollector::new(reloader.clone(), shutdown).with_requests(stats);
+/// let mut registry = Registry::default(); // the application's own metrics go here too
+/// registry.register_collector(Box::new(collector));
+/// reloader.reload().await?;
+///
+/// let mut text = String::new(); // what /metrics would answer
+/// encode(&mut text, &registry)?;
+/// assert!(text.contains("grace_config_generation 2\n"), "{text}");
+/// assert!(text.contains(r#"grace_config_reloads_total{result="accepted"} 1"#), "{text}");
+/// assert!(text.contains(r#"grace_shutdown_phase{phase="running"} 1"#), "{text}");
+/// # Ok(()) }
+/// ```
 pub struct MetricsCollector<T> {
     reloader: Reloader<T>,
     shutdown: Shutdown,

@@ -12,6 +12,16 @@ use std::time::Duration;
 
 /// Upper bounds of the buckets, in seconds (`+Inf` is implicit), from 1 ms
 /// (a cached answer) to 10 s (a slow handler or a slow client).
+///
+/// # Example
+///
+/// ```
+/// use grace::metrics::histogram::{AtomicHistogram, BUCKETS};
+///
+/// assert_eq!((BUCKETS[0], BUCKETS[BUCKETS.len() - 1]), (0.001, 10.0));
+/// // A snapshot has one more bucket: +Inf.
+/// assert_eq!(AtomicHistogram::default().snapshot().buckets.len(), BUCKETS.len() + 1);
+/// ```
 pub const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
@@ -37,6 +47,21 @@ const BOUNDS_NS: [u64; 12] = [
 ];
 
 /// Durations counted into [`BUCKETS`], plus their sum.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use grace::metrics::histogram::AtomicHistogram;
+///
+/// let histogram = AtomicHistogram::default();
+/// histogram.observe(Duration::from_millis(3));
+/// histogram.observe(Duration::from_secs(60));
+/// let snapshot = histogram.snapshot();
+/// assert_eq!(snapshot.count, 2);
+/// assert_eq!(snapshot.buckets[2], (0.005, 1)); // 3 ms: in (2.5 ms, 5 ms]
+/// assert_eq!(snapshot.buckets.last(), Some(&(f64::INFINITY, 1)));
+/// ```
 #[derive(Debug, Default)]
 pub struct AtomicHistogram {
     // Non-cumulative: counts[i] holds observations in (bound[i-1], bound[i]];
@@ -46,6 +71,22 @@ pub struct AtomicHistogram {
 }
 
 /// A point-in-time reading of an [`AtomicHistogram`].
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use grace::metrics::histogram::AtomicHistogram;
+///
+/// let histogram = AtomicHistogram::default();
+/// histogram.observe(Duration::from_millis(250));
+/// histogram.observe(Duration::from_millis(750));
+/// let snapshot = histogram.snapshot();
+/// assert_eq!(snapshot.sum, 1.0); // seconds
+/// assert_eq!(snapshot.sum / snapshot.count as f64, 0.5); // the mean
+/// // Per bucket, not cumulative.
+/// assert_eq!(snapshot.buckets.iter().map(|(_, n)| n).sum::<u64>(), 2);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistogramSnapshot {
     /// Sum of all observations, in seconds.

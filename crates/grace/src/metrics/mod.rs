@@ -6,28 +6,8 @@
 //! [`MetricsCollector`] plugs it into a `prometheus_client` registry, next to
 //! whatever metrics the application registers itself.
 //!
-//! # Example
-//!
-//! ```no_run
-//! use std::sync::Arc;
-//! use grace::metrics::{MetricsCollector, RequestStats};
-//! use grace::{Reloadable, Reloader, Shutdown};
-//! use prometheus_client::registry::Registry;
-//!
-//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let config = Reloadable::new(1u32);
-//! let reloader = Reloader::new(config, || Ok::<_, grace::BoxError>(2u32));
-//! let shutdown = Shutdown::new();
-//! let stats = RequestStats::new();
-//! // grace::serve(listeners, service, &shutdown).observe(stats.clone()).start();
-//! let mut registry = Registry::default();
-//! registry.register_collector(Box::new(
-//!     MetricsCollector::new(reloader, shutdown).with_requests(stats),
-//! ));
-//! let mut text = String::new();
-//! prometheus_client::encoding::text::encode(&mut text, &registry)?;
-//! # Ok(()) }
-//! ```
+//! The wiring is shown on `MetricsCollector` (feature `metrics`): the
+//! example lives there so that it is only built when the collector is.
 
 #[cfg(feature = "metrics")]
 mod collector;

@@ -10,6 +10,18 @@ use http::StatusCode;
 use super::histogram::{AtomicHistogram, HistogramSnapshot};
 
 /// The status classes counted, in label order.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use grace::metrics::{RequestStats, CLASSES};
+///
+/// let stats = RequestStats::new();
+/// stats.record(http::StatusCode::NOT_FOUND, Duration::from_millis(1));
+/// let counts: Vec<_> = CLASSES.iter().enumerate().map(|(i, c)| (*c, stats.count(i))).collect();
+/// assert_eq!(counts[3], ("4xx", 1));
+/// ```
 pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Shards of the tallies. Every request of every connection writes here:
@@ -39,6 +51,21 @@ std::thread_local! {
 ///
 /// Attach one with [`Serve::observe`](crate::Serve::observe); share it with
 /// a [`MetricsCollector`](super::MetricsCollector) to export it.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use http::StatusCode;
+/// use grace::metrics::RequestStats;
+///
+/// let stats = RequestStats::new(); // an Arc: one for serve, one for the collector
+/// stats.record(StatusCode::OK, Duration::from_millis(3));
+/// stats.record(StatusCode::SERVICE_UNAVAILABLE, Duration::from_millis(40));
+/// assert_eq!(stats.count(1), 1); // CLASSES[1] is "2xx"
+/// assert_eq!(stats.count(4), 1); // "5xx"
+/// assert_eq!(stats.durations().count, 2);
+/// ```
 #[derive(Debug, Default)]
 pub struct RequestStats {
     shards: [Shard; SHARDS],
