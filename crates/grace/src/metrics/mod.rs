@@ -3,7 +3,7 @@
 //! Everything here is read at scrape time from state that grace keeps anyway
 //! (generation, verdict counters, phase, connection and request counts), or
 //! tallied on the request path with atomics only ([`RequestStats`]). A
-//! [`MetricsCollector`] plugs it into a `prometheus_client` registry, next to
+//! `MetricsCollector` (feature `metrics`) plugs it into a `prometheus_client` registry, next to
 //! whatever metrics the application registers itself.
 //!
 //! The wiring is shown on `MetricsCollector` (feature `metrics`): the

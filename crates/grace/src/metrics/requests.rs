@@ -50,7 +50,7 @@ std::thread_local! {
 /// timed from the call of the service to the end of the response body.
 ///
 /// Attach one with [`Serve::observe`](crate::Serve::observe); share it with
-/// a [`MetricsCollector`](super::MetricsCollector) to export it.
+/// a `MetricsCollector` (feature `metrics`) to export it.
 ///
 /// # Example
 ///
