@@ -14,9 +14,11 @@
 
 mod inherit;
 mod ready;
+mod status;
 mod sys;
 mod upgrade;
 
 pub use inherit::{ActivationError, Inherited};
 pub use ready::ReadyPipe;
-pub use upgrade::{read_status, status_path, Handoff, UpgradeError, UpgradeStatus, Upgraded};
+pub use status::{read_status, status_path, UpgradeStatus};
+pub use upgrade::{Handoff, UpgradeError, Upgraded};
