@@ -194,7 +194,7 @@ impl Handoff {
     }
 
     /// Rewrites this pid file with the new pid once it is ready, and records
-    /// each attempt's verdict next to it (see [`status_path`]).
+    /// each attempt's verdict next to it (see [`status_path`](super::status_path)).
     pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.pid_file = Some(path.into());
         self
