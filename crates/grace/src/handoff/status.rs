@@ -9,7 +9,7 @@
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-/// Where [`Handoff`] records upgrade verdicts for a pid file: the pid file's
+/// Where [`Handoff`](super::Handoff) records upgrade verdicts for a pid file: the pid file's
 /// path with `.upgrade` appended.
 ///
 /// # Example
