@@ -9,6 +9,7 @@ mod logging;
 mod metrics;
 mod routes;
 mod serve;
+mod tls;
 mod stdio;
 
 use std::process::ExitCode;
