@@ -186,7 +186,14 @@ fn tls_config(extra_tls: &str, rest: &str) -> String {
 fn start(leaf: &Leaf, config: &str) -> (Grace, SocketAddr) {
     let dir = tempfile::tempdir().unwrap();
     leaf.write(dir.path(), "tls");
-    let grace = Grace::start_program(Path::new(support::BIN), dir, config, &[], &[]);
+    let socket = dir.path().join("control.sock");
+    let grace = Grace::start_program(
+        Path::new(support::BIN),
+        dir,
+        config,
+        &["--control-socket", socket.to_str().unwrap()],
+        &[],
+    );
     let addr = tls_addr(&grace);
     (grace, addr)
 }
@@ -261,7 +268,9 @@ fn a_reload_rotates_the_certificate_and_open_connections_keep_working() {
 
     let new = ca.leaf(&["localhost"], 2002);
     new.write(grace.dir.path(), "tls");
-    reload(&grace, "reload accepted", 1);
+    // Through the control socket: the verdict comes back on it.
+    let reply = grace.control(r#"{"cmd":"reload"}"#);
+    assert_eq!(reply[0]["reply"], "reloaded", "{reply:?}");
 
     let fresh = connect(&client, addr, "localhost").unwrap();
     assert_eq!(presented(&fresh), new.der, "a new handshake gets the new one");
@@ -279,6 +288,10 @@ fn a_reload_rotates_the_certificate_and_open_connections_keep_working() {
     // 2002 = 0x07d2.
     assert!(expiry.contains("serial=\"07:d2\""), "{expiry}");
     assert!(expiry.contains("subject=\"CN=localhost\""), "{expiry}");
+    let status = grace.control(r#"{"cmd":"status"}"#);
+    let certs = &status[0]["certificates"];
+    assert_eq!(certs[0]["serial"], "07:d2", "{status:?}");
+    assert_eq!(certs[0]["name"], "default", "{status:?}");
 }
 
 #[test]
@@ -451,4 +464,107 @@ fn an_upgrade_serves_tls_on_the_inherited_socket() {
         .log()
         .wait_for("using inherited socket name=\"127.0.0.2:0\"");
     grace.log().wait_for("exiting code=0");
+}
+
+#[test]
+fn a_silent_handshake_is_closed_at_the_timeout_and_does_not_hold_the_drain() {
+    let ca = Ca::new();
+    let leaf = ca.leaf(&["localhost"], 1);
+    let (mut grace, addr) = start(&leaf, &tls_config("handshake_timeout = \"300ms\"", ""));
+    // Connects and never sends a ClientHello.
+    let mut silent = TcpStream::connect(addr).unwrap();
+    silent.set_read_timeout(Some(SOON)).unwrap();
+    let started = std::time::Instant::now();
+    let mut byte = [0u8; 1];
+    let read = silent.read(&mut byte);
+    assert!(
+        matches!(read, Ok(0)) || read.is_err(),
+        "closed by the server: {read:?}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(250) && waited < SOON / 2,
+        "closed at the timeout, after {waited:?}"
+    );
+
+    // One more silent client, then a drain: it ends at the handshake
+    // timeout, well before the drain's deadline.
+    let _silent = TcpStream::connect(addr).unwrap();
+    let _ = connect(&ca.client(&[]), addr, "localhost").unwrap();
+    grace.signal(Signal::TERM);
+    assert_eq!(grace.wait_exit(SOON).code(), Some(0));
+    let line = grace.log().wait_for("drain finished");
+    assert!(line.contains("all connections closed"), "{line}");
+}
+
+#[test]
+fn a_drain_sends_h2_clients_the_two_step_goaway_over_tls() {
+    let ca = Ca::new();
+    let leaf = ca.leaf(&["localhost"], 1);
+    let (mut grace, addr) = start(&leaf, &tls_config("", ""));
+    let mut h2c = connect(&ca.client(&[b"h2"]), addr, "localhost").unwrap();
+    h2c.write_all(h2::PREFACE).unwrap();
+    h2c.write_all(&h2::frame(h2::SETTINGS, 0, 0, &[])).unwrap();
+    h2c.write_all(&h2::get(1, "/")).unwrap();
+    h2c.flush().unwrap();
+    // The answer to stream 1 first: the connection is up and served.
+    loop {
+        let frame = next_frame(&mut h2c);
+        if frame.kind == h2::SETTINGS && frame.flags & h2::ACK == 0 {
+            h2c.write_all(&h2::frame(h2::SETTINGS, h2::ACK, 0, &[]))
+                .unwrap();
+        }
+        if frame.kind == h2::DATA && frame.flags & h2::END_STREAM != 0 {
+            break;
+        }
+    }
+    grace.signal(Signal::TERM);
+    let last_stream = |f: &h2::Frame| u32::from_be_bytes(f.payload[..4].try_into().unwrap());
+    let mut goaways = Vec::new();
+    while goaways.len() < 2 {
+        let frame = next_frame(&mut h2c);
+        match frame.kind {
+            h2::GOAWAY => goaways.push(last_stream(&frame) & 0x7fff_ffff),
+            h2::PING if frame.flags & h2::ACK == 0 => {
+                h2c.write_all(&h2::frame(h2::PING, h2::ACK, 0, &frame.payload))
+                    .unwrap();
+                h2c.flush().unwrap();
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(goaways, vec![0x7fff_ffff, 1], "first the maximum, then the real last stream");
+    assert_eq!(grace.wait_exit(SOON).code(), Some(0));
+}
+
+#[test]
+fn a_reload_adds_tls_addresses_and_refuses_to_move_one_from_plain() {
+    let ca = Ca::new();
+    let leaf = ca.leaf(&["localhost"], 1);
+    let (grace, _) = start(&leaf, &tls_config("", ""));
+    // The plain address moves to TLS: its socket would have to be rebound.
+    grace.write_config(
+        "message = \"hello\"\n[server]\nlisten = []\n[server.tls]\n\
+         listen = [\"127.0.0.1:0\", \"127.0.0.2:0\"]\ncert = \"tls.pem\"\nkey = \"tls.key\"\n",
+    );
+    let line = reload(&grace, "reload rejected", 1);
+    assert!(line.contains("needs an upgrade"), "{line}");
+
+    // A new TLS address starts serving with the certificates.
+    grace.write_config(&tls_config("", "").replace(
+        "listen = [\"127.0.0.2:0\"]",
+        "listen = [\"127.0.0.2:0\", \"127.0.0.3:0\"]",
+    ));
+    reload(&grace, "reload accepted", 1);
+    let line = grace.log().wait_for("listening on 127.0.0.3:");
+    let added: SocketAddr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut stream = connect(&ca.client(&[]), added, "localhost").unwrap();
+    assert_eq!(presented(&stream), leaf.der);
+    assert_eq!(get(&mut stream, "/"), (200, "hello".to_owned()));
 }

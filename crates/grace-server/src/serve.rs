@@ -255,6 +255,10 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
                 ),
                 Source::Embedded => None,
             });
+            let info = {
+                let certs = certs.clone();
+                info.with_certificates(move || certs.status())
+            };
             match ControlServer::start(socket, lifecycle.controller(), info) {
                 Ok(mut server) => {
                     // An upgrade's new process takes the path over only now

@@ -5,6 +5,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
+use grace::control::protocol::CertificateStatus;
 use grace::tls::{CertStore, Certificate, Tls};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -42,6 +43,25 @@ impl Certs {
 
     pub fn current(&self) -> Option<Arc<CertStore>> {
         self.tls.get().map(Tls::store)
+    }
+
+    /// For the control socket's `status`.
+    pub fn status(&self) -> Vec<CertificateStatus> {
+        let Some(store) = self.current() else {
+            return Vec::new();
+        };
+        certificates(&store)
+            .into_iter()
+            .map(|(name, cert)| {
+                let info = cert.info();
+                CertificateStatus {
+                    name,
+                    subject: info.subject.clone(),
+                    serial: info.serial.clone(),
+                    not_after: info.not_after,
+                }
+            })
+            .collect()
     }
 }
 
