@@ -126,7 +126,9 @@ fn connect(config: &Arc<ClientConfig>, addr: SocketAddr, name: &str) -> std::io:
 
 /// The leaf certificate the server presented.
 fn presented(stream: &Tls) -> CertificateDer<'static> {
-    stream.conn.peer_certificates().unwrap()[0].clone().into_owned()
+    stream.conn.peer_certificates().unwrap()[0]
+        .clone()
+        .into_owned()
 }
 
 /// One HTTP/1.1 request on a keep-alive connection: (status, body).
@@ -273,7 +275,11 @@ fn a_reload_rotates_the_certificate_and_open_connections_keep_working() {
     assert_eq!(reply[0]["reply"], "reloaded", "{reply:?}");
 
     let fresh = connect(&client, addr, "localhost").unwrap();
-    assert_eq!(presented(&fresh), new.der, "a new handshake gets the new one");
+    assert_eq!(
+        presented(&fresh),
+        new.der,
+        "a new handshake gets the new one"
+    );
     assert_eq!(presented(&open), old.der);
     assert_eq!(
         get(&mut open, "/"),
@@ -393,13 +399,7 @@ fn sni_picks_the_certificate_for_the_name_asked() {
     default.write(dir.path(), "tls");
     api.write(dir.path(), "api");
     wild.write(dir.path(), "wild");
-    let grace = Grace::start_program(
-        Path::new(support::BIN),
-        dir,
-        &tls_config(sni, ""),
-        &[],
-        &[],
-    );
+    let grace = Grace::start_program(Path::new(support::BIN), dir, &tls_config(sni, ""), &[], &[]);
     let addr = tls_addr(&grace);
     let client = ca.client(&[b"http/1.1"]);
     for (name, want) in [
@@ -533,7 +533,11 @@ fn a_drain_sends_h2_clients_the_two_step_goaway_over_tls() {
             _ => {}
         }
     }
-    assert_eq!(goaways, vec![0x7fff_ffff, 1], "first the maximum, then the real last stream");
+    assert_eq!(
+        goaways,
+        vec![0x7fff_ffff, 1],
+        "first the maximum, then the real last stream"
+    );
     assert_eq!(grace.wait_exit(SOON).code(), Some(0));
 }
 

@@ -9,8 +9,8 @@ mod logging;
 mod metrics;
 mod routes;
 mod serve;
-mod tls;
 mod stdio;
+mod tls;
 
 use std::process::ExitCode;
 

@@ -101,8 +101,7 @@ impl Collector for CertCollector {
         )?;
         for (name, cert) in &all {
             let labels = label(name, cert);
-            ConstGauge::new(cert.info().not_after)
-                .encode(expiry.encode_family(&labels)?)?;
+            ConstGauge::new(cert.info().not_after).encode(expiry.encode_family(&labels)?)?;
         }
         let mut left = encoder.encode_descriptor(
             "grace_tls_certificate_expires_in_seconds",

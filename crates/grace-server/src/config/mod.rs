@@ -22,9 +22,9 @@ use http::{HeaderMap, StatusCode};
 use toml::Spanned;
 
 pub use error::{ConfigError, Origin};
-pub use tls::TlsSettings;
 use grace::Limits;
 use raw::{RawConfig, RawLimits, RawRoute, RawServer};
+pub use tls::TlsSettings;
 
 /// The embedded default: the seed article's server.
 const DEFAULT: &str = include_str!("default.toml");

@@ -116,7 +116,7 @@ impl Checker {
         } else {
             Validity::Enforce
         };
-        let mut store = CertStore::new(self.certificate(cert, key, validity)?);
+        // Every name first: a typo is reported without reading any file.
         let mut seen: Vec<String> = Vec::new();
         for sni in &raw.sni {
             let sni = sni.get_ref();
@@ -140,13 +140,22 @@ impl Checker {
                     ));
                 }
                 if seen.contains(&lower) {
-                    return Err(self.fail(
-                        name.span(),
-                        format!("SNI name \"{lower}\" is given twice"),
-                    ));
+                    return Err(
+                        self.fail(name.span(), format!("SNI name \"{lower}\" is given twice"))
+                    );
                 }
                 seen.push(lower);
             }
+        }
+        let handshake_timeout = self.duration(
+            raw.handshake_timeout,
+            Duration::from_secs(10),
+            Duration::from_millis(100)..=Duration::from_secs(600),
+            "handshake_timeout",
+        )?;
+        let mut store = CertStore::new(self.certificate(cert, key, validity)?);
+        for sni in &raw.sni {
+            let sni = sni.get_ref();
             let certificate = self.certificate(&sni.cert, &sni.key, validity)?;
             store = store.with_names(
                 sni.names.get_ref().iter().map(|n| n.get_ref().clone()),
@@ -156,12 +165,56 @@ impl Checker {
         Ok(TlsSettings {
             listen,
             store,
-            handshake_timeout: self.duration(
-                raw.handshake_timeout,
-                Duration::from_secs(10),
-                Duration::from_millis(100)..=Duration::from_secs(600),
-                "handshake_timeout",
-            )?,
+            handshake_timeout,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse, Origin};
+
+    fn err(text: &str) -> String {
+        parse(text, Origin::File("/etc/grace/c.toml".into()))
+            .expect_err("rejected")
+            .to_string()
+    }
+
+    #[test]
+    fn the_tls_section_is_checked_before_its_files_are_read() {
+        let e = err("[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n");
+        assert!(e.contains("`[server.tls]` has no `listen`"), "{e}");
+        let e = err("[server.tls]\nlisten = \"127.0.0.1:8443\"\ncert = \"c.pem\"\n");
+        assert!(e.contains("needs both `cert` and `key`"), "{e}");
+        let e = err(
+            "[server]\nlisten = \"127.0.0.1:8443\"\n[server.tls]\nlisten = \"127.0.0.1:8443\"\n\
+             cert = \"c.pem\"\nkey = \"k.pem\"\n",
+        );
+        assert!(
+            e.contains("in both `[server] listen` and `[server.tls] listen`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn certificate_paths_are_relative_to_the_config_file() {
+        let e =
+            err("[server.tls]\nlisten = \"127.0.0.1:8443\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n");
+        assert!(e.starts_with("/etc/grace/c.toml:3:"), "{e}");
+        assert!(e.contains("cannot read /etc/grace/c.pem"), "{e}");
+    }
+
+    #[test]
+    fn sni_names_are_checked() {
+        let e = err(
+            "[server.tls]\nlisten = \"127.0.0.1:8443\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n\
+             [[server.tls.sni]]\nnames = [\"a.*.test\"]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+        );
+        assert!(e.contains("invalid SNI name \"a.*.test\""), "{e}");
+        let e = err(
+            "[server.tls]\nlisten = \"127.0.0.1:8443\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n\
+             [[server.tls.sni]]\nnames = [\"a.test\", \"A.test\"]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+        );
+        assert!(e.contains("SNI name \"a.test\" is given twice"), "{e}");
     }
 }

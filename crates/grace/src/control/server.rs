@@ -361,7 +361,11 @@ fn status<T: Send + Sync + 'static>(ctx: &Context<T>) -> Status {
         connections: shutdown.connections(),
         requests: shutdown.requests(),
         last_reload,
-        certificates: ctx.info.certificates.as_ref().map_or_else(Vec::new, |f| f()),
+        certificates: ctx
+            .info
+            .certificates
+            .as_ref()
+            .map_or_else(Vec::new, |f| f()),
     }
 }
 

@@ -263,7 +263,11 @@ impl Running {
     pub fn add(&self, listener: Listener) {
         let name = listener.name().to_owned();
         #[cfg(feature = "tls")]
-        let scheme = if listener.tls().is_some() { "https" } else { "http" };
+        let scheme = if listener.tls().is_some() {
+            "https"
+        } else {
+            "http"
+        };
         #[cfg(not(feature = "tls"))]
         let scheme = "http";
         tracing::info!(name, addr = %listener.local_addr(), scheme, "listening on {}", listener.local_addr());

@@ -177,7 +177,14 @@ impl Certificate {
                 source,
             })
         };
-        Self::parse(&read(cert)?, cert, &read(key)?, key, validity, SystemTime::now())
+        Self::parse(
+            &read(cert)?,
+            cert,
+            &read(key)?,
+            key,
+            validity,
+            SystemTime::now(),
+        )
     }
 
     /// As [`Certificate::load`], from PEM already in memory.

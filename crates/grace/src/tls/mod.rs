@@ -34,6 +34,8 @@
 
 mod certificate;
 mod store;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -58,7 +60,10 @@ pub struct Tls {
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tls")
-            .field("default", &self.store.load().default_certificate().info().subject)
+            .field(
+                "default",
+                &self.store.load().default_certificate().info().subject,
+            )
             .finish_non_exhaustive()
     }
 }
