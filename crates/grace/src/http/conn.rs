@@ -12,6 +12,10 @@
 //! idle timeout); a write stuck on a client that does not read fails after
 //! the write timeout; heads are bounded in time and size.
 //!
+//! On a TLS listener the handshake comes first, bounded by the handshake
+//! timeout and cut on force; a drain lets it finish (the connection was
+//! accepted). The decrypted stream then goes through the same rules.
+//!
 //! Closing is lingering: send FIN, then read and discard what the client
 //! still sends for a moment, so unread bytes do not turn the FIN into a RST
 //! that could destroy a response still in the client's receive buffer.
