@@ -572,3 +572,37 @@ fn a_reload_adds_tls_addresses_and_refuses_to_move_one_from_plain() {
     assert_eq!(presented(&stream), leaf.der);
     assert_eq!(get(&mut stream, "/"), (200, "hello".to_owned()));
 }
+
+#[test]
+fn a_certificate_close_to_expiry_is_warned_about_at_load() {
+    let ca = Ca::new();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.serial_number = Some(SerialNumber::from(77u64));
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(80);
+    params.not_after = now + time::Duration::days(7);
+    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    let leaf = Leaf {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        der: cert.der().clone(),
+    };
+    let (grace, addr) = start(&leaf, &tls_config("", ""));
+    let line = grace.log().wait_for("certificate expires soon");
+    assert!(
+        line.contains("days_left=6") || line.contains("days_left=7"),
+        "{line}"
+    );
+    // It still serves: close to expiry is not expired.
+    let stream = connect(&ca.client(&[]), addr, "localhost").unwrap();
+    assert_eq!(presented(&stream), leaf.der);
+    let metrics = support::http::get(grace.addr(), "/metrics").unwrap().body;
+    let left: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("grace_tls_certificate_expires_in_seconds{"))
+        .and_then(|l| l.rsplit_once(' '))
+        .map(|(_, v)| v.parse().unwrap())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(left > 6.0 * 86_400.0 && left <= 7.0 * 86_400.0, "{left}");
+}

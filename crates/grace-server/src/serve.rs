@@ -213,6 +213,8 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
     registry.register_collector(Box::new(ConfigCollector {
         config: config.clone(),
     }));
+    // Twice a day is plenty for a two-week warning.
+    certs.watch_expiry(std::time::Duration::from_secs(12 * 3600));
     registry.register_collector(Box::new(CertCollector {
         certs: certs.clone(),
     }));

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use grace::control::protocol::CertificateStatus;
-use grace::tls::{CertStore, Certificate, Tls};
+use grace::tls::{CertStore, Certificate, Tls, EXPIRY_WARNING};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -39,6 +39,38 @@ impl Certs {
                 "serving certificate"
             );
         }
+    }
+
+    /// Warns about certificates close to expiry every `every` (loading
+    /// warns too, but a server that is never reloaded would otherwise say
+    /// nothing as the date comes closer). Needs a tokio runtime.
+    pub fn watch_expiry(&self, every: std::time::Duration) {
+        let certs = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            // The first tick is now: loading already warned.
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(store) = certs.current() else {
+                    continue;
+                };
+                let now = SystemTime::now();
+                for (name, cert) in certificates(&store) {
+                    let info = cert.info();
+                    let left = info.expires_in(now);
+                    if left < EXPIRY_WARNING {
+                        tracing::warn!(
+                            name,
+                            subject = %info.subject,
+                            serial = %info.serial,
+                            days_left = left.as_secs() / 86_400,
+                            "certificate expires soon: rotate it and reload"
+                        );
+                    }
+                }
+            }
+        });
     }
 
     pub fn current(&self) -> Option<Arc<CertStore>> {
