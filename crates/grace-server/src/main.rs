@@ -10,6 +10,7 @@ mod metrics;
 mod routes;
 mod serve;
 mod stdio;
+mod tls;
 
 use std::process::ExitCode;
 

@@ -11,13 +11,14 @@ use grace::pidfile::PidFile;
 use grace::reload::Commit;
 use grace::signals::Signals;
 use grace::{
-    BindError, DrainSettings, Lifecycle, Listener, Outcome, Reloadable, Reloader, Running, Shutdown,
+    BoxError, DrainSettings, Lifecycle, Listener, Outcome, Reloadable, Reloader, Running, Shutdown,
 };
 
 use crate::cli::ServeArgs;
 use crate::config::{Config, Source};
 use crate::metrics::{ConfigCollector, Metrics};
 use crate::routes::App;
+use crate::tls::{CertCollector, Certs};
 use crate::{exit, logging};
 
 pub fn run(args: ServeArgs) -> u8 {
@@ -112,7 +113,8 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
         None => handoff,
     });
 
-    let listeners = match listen(&config, &mut inherited) {
+    let certs = Certs::default();
+    let listeners = match listen(&config, &mut inherited, &certs) {
         Ok(listeners) => listeners,
         Err(message) => {
             eprintln!("error: {message}");
@@ -190,7 +192,7 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
             .start();
     }
     let reloader = Reloader::new(config.clone(), move || source_for_reload.load())
-        .with_prepare(listen_changes(running, handoff.clone()));
+        .with_prepare(listen_changes(running, handoff.clone(), certs.clone()));
     follow_upgrade_timeout(&config, handoff.clone());
     let server = &config.load().server;
     if args.watch || server.watch {
@@ -215,6 +217,11 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
     ));
     registry.register_collector(Box::new(ConfigCollector {
         config: config.clone(),
+    }));
+    // Twice a day is plenty for a two-week warning.
+    certs.watch_expiry(std::time::Duration::from_secs(12 * 3600));
+    registry.register_collector(Box::new(CertCollector {
+        certs: certs.clone(),
     }));
     metrics.install(registry);
     tracing::info!(
@@ -255,6 +262,10 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
                 ),
                 Source::Embedded => None,
             });
+            let info = {
+                let certs = certs.clone();
+                info.with_certificates(move || certs.status())
+            };
             match ControlServer::start(socket, lifecycle.controller(), info) {
                 Ok(mut server) => {
                     // An upgrade's new process takes the path over only now
@@ -302,21 +313,38 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
     code
 }
 
-/// One listener per configured address: the inherited socket of that name
-/// (or address) when there is one, a newly bound one otherwise.
-fn listen(config: &Config, inherited: &mut Inherited) -> Result<Vec<Listener>, String> {
-    let mut listeners = Vec::with_capacity(config.server.listen.len());
-    for addr in &config.server.listen {
+/// One listener per configured address, plain and TLS: the inherited socket
+/// of that name (or address) when there is one, a newly bound one otherwise.
+/// An upgrade hands TLS sockets over like plain ones; the new process's
+/// configuration says again which are TLS.
+fn listen(
+    config: &Config,
+    inherited: &mut Inherited,
+    certs: &Certs,
+) -> Result<Vec<Listener>, String> {
+    let plain = config.server.listen.iter().map(|addr| (*addr, None));
+    let tls = config.tls.iter().flat_map(|tls| {
+        certs.install(&tls.store);
+        let handle = certs.handle(&tls.store);
+        tls.listen
+            .iter()
+            .map(move |addr| (*addr, Some(handle.clone())))
+    });
+    let mut listeners = Vec::new();
+    for (addr, tls) in plain.chain(tls) {
         let name = addr.to_string();
-        let listener = match inherited.listener(&name, *addr) {
+        let listener = match inherited.listener(&name, addr) {
             Some(Ok(listener)) => {
                 tracing::info!(name, addr = %listener.local_addr(), "using inherited socket");
                 listener
             }
             Some(Err(e)) => return Err(format!("cannot use the inherited socket for {name}: {e}")),
-            None => Listener::bind(*addr).map_err(|e| e.to_string())?,
+            None => Listener::bind(addr).map_err(|e| e.to_string())?,
         };
-        listeners.push(listener);
+        listeners.push(match tls {
+            Some(tls) => listener.with_tls(tls),
+            None => listener,
+        });
     }
     Ok(listeners)
 }
@@ -367,15 +395,19 @@ fn follow_limits(config: &Reloadable<Config>, running: Running) {
     });
 }
 
-/// Applies `[server] listen` changes on reload. New addresses are bound
-/// before the swap, so a failure rejects the whole reload and changes
-/// nothing; after the swap they start accepting, and removed addresses stop
-/// (their connections drain). Unchanged addresses keep their socket and its
-/// backlog.
+/// Applies `[server] listen` and `[server.tls]` changes on reload. New
+/// addresses are bound before the swap, so a failure rejects the whole
+/// reload and changes nothing; after the swap the new certificates are
+/// installed (new handshakes use them, open connections keep theirs), new
+/// addresses start accepting, and removed addresses stop (their connections
+/// drain). Unchanged addresses keep their socket and its backlog. An address
+/// that moves between plain and TLS is refused: its socket would have to be
+/// closed and bound again, which an upgrade does without losing the backlog.
 fn listen_changes(
     running: Running,
     handoff: Arc<Handoff>,
-) -> impl Fn(&Config, &Config) -> Result<Option<Commit>, BindError> + Send + Sync + 'static {
+    certs: Certs,
+) -> impl Fn(&Config, &Config) -> Result<Option<Commit>, BoxError> + Send + Sync + 'static {
     move |old: &Config, new: &Config| {
         if old.server.control_socket != new.server.control_socket
             || old.server.admin_listen != new.server.admin_listen
@@ -386,37 +418,53 @@ fn listen_changes(
                  start or upgrade"
             );
         }
-        let added: Vec<SocketAddr> = new
-            .server
-            .listen
+        let old_all = addresses(old);
+        let new_all = addresses(new);
+        for (addr, tls) in &new_all {
+            if old_all.iter().any(|(a, t)| a == addr && t != tls) {
+                return Err(format!(
+                    "{addr} moves between `[server] listen` and `[server.tls] listen`: \
+                     that needs an upgrade (`grace upgrade`), not a reload"
+                )
+                .into());
+            }
+        }
+        let added: Vec<(SocketAddr, bool)> = new_all
             .iter()
-            .filter(|a| !old.server.listen.contains(a))
+            .filter(|a| !old_all.contains(a))
             .copied()
             .collect();
-        let removed: Vec<String> = old
-            .server
-            .listen
+        let removed: Vec<String> = old_all
             .iter()
-            .filter(|a| !new.server.listen.contains(a))
-            .map(ToString::to_string)
+            .filter(|a| !new_all.contains(a))
+            .map(|(addr, _)| addr.to_string())
             .collect();
-        if added.is_empty() && removed.is_empty() {
+        let store = new.tls.as_ref().map(|tls| tls.store.clone());
+        if added.is_empty() && removed.is_empty() && store.is_none() {
             return Ok(None);
         }
         let bound = added
             .into_iter()
-            .map(Listener::bind)
+            .map(|(addr, tls)| Listener::bind(addr).map(|l| (l, tls)))
             .collect::<Result<Vec<_>, _>>()?;
         let running = running.clone();
         let handoff = handoff.clone();
+        let certs = certs.clone();
         Ok(Some(Box::new(move || {
-            for listener in bound {
+            if let Some(store) = &store {
+                certs.install(store);
+            }
+            for (listener, tls) in bound {
                 if let Err(e) = handoff.register(&listener) {
                     tracing::warn!(
                         listener = listener.name(),
                         "upgrades will not pass this socket: {e}"
                     );
                 }
+                let listener = match (tls, &store) {
+                    (true, Some(store)) => listener.with_tls(certs.handle(store)),
+                    _ => listener,
+                };
                 running.add(listener);
             }
             for name in removed {
@@ -425,4 +473,14 @@ fn listen_changes(
             }
         })))
     }
+}
+
+/// Every address served, and whether over TLS.
+fn addresses(config: &Config) -> Vec<(SocketAddr, bool)> {
+    let plain = config.server.listen.iter().map(|a| (*a, false));
+    let tls = config
+        .tls
+        .iter()
+        .flat_map(|t| t.listen.iter().map(|a| (*a, true)));
+    plain.chain(tls).collect()
 }

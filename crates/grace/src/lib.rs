@@ -52,7 +52,8 @@
 //! * [`Reloadable`]: a lock-free, atomically swapped configuration with
 //!   generations; [`Reloader`]: load, validate, swap, with verdicts.
 //! * [`Shutdown`]: readiness, delay, drain, deadline, force.
-//! * [`serve`] / `serve_tower`: HTTP/1.1 and h2c under those drain rules.
+//! * [`serve`] / `serve_tower`: HTTP/1.1 and h2c under those drain rules,
+//!   and over TLS with certificate hot reload (`tls`, feature `tls`).
 //! * [`handoff`]: zero-downtime upgrade and systemd socket activation.
 //! * [`signals`], [`Lifecycle`]: signals in, lifecycle events out.
 //! * `notify` (feature `systemd`), `watch` (feature `watch`).
@@ -66,6 +67,7 @@
 //! | `tower` | yes | `serve_tower`, `Server::run_tower`: axum and any tower service |
 //! | `metrics` | yes | `metrics::MetricsCollector` for prometheus-client (request tallies are always there) |
 //! | `control` | yes | `control`: the control socket and its JSON-lines protocol |
+//! | `tls` | yes | `tls`: TLS listeners (rustls, ring), certificates swapped on reload |
 #![deny(missing_docs)]
 // `unsafe` is allowed in one module only: handoff::sys.
 #![deny(unsafe_code)]
@@ -86,6 +88,8 @@ pub mod pidfile;
 pub mod reload;
 mod server;
 pub mod signals;
+#[cfg(feature = "tls")]
+pub mod tls;
 #[cfg(feature = "watch")]
 pub mod watch;
 

@@ -23,6 +23,8 @@ pub struct Listener {
     name: String,
     addr: SocketAddr,
     inner: TcpListener,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::Tls>,
 }
 
 impl Listener {
@@ -52,6 +54,8 @@ impl Listener {
             name: requested.to_string(),
             addr,
             inner,
+            #[cfg(feature = "tls")]
+            tls: None,
         })
     }
 
@@ -82,7 +86,13 @@ impl Listener {
         std.set_nonblocking(true)?;
         let inner = TcpListener::from_std(std)?;
         let addr = inner.local_addr()?;
-        Ok(Listener { name, addr, inner })
+        Ok(Listener {
+            name,
+            addr,
+            inner,
+            #[cfg(feature = "tls")]
+            tls: None,
+        })
     }
 
     /// Renames the listener. The name is how a new process finds this socket
@@ -91,6 +101,33 @@ impl Listener {
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
+    }
+
+    /// Serves this listener's connections over TLS with `tls` (feature
+    /// `tls`). The socket itself is unchanged, so an upgrade hands it over
+    /// like any other: the new process decides again whether it is TLS.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use grace::tls::{CertStore, Certificate, Tls, Validity};
+    /// use grace::Listener;
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cert = Certificate::load("cert.pem", "key.pem", Validity::Enforce)?;
+    /// let listener = Listener::bind("[::1]:8443".parse()?)?.with_tls(Tls::new(CertStore::new(cert)));
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn with_tls(mut self, tls: crate::tls::Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The TLS this listener serves with, if any.
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> Option<&crate::tls::Tls> {
+        self.tls.as_ref()
     }
 
     /// The name given at creation.

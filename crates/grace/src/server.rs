@@ -74,6 +74,8 @@ pub enum StartError {
 }
 
 type DrainFn<T> = Arc<dyn Fn(&T) -> DrainSettings + Send + Sync>;
+#[cfg(feature = "tls")]
+type CertsFn<T> = Arc<dyn Fn(&T) -> crate::tls::CertStore + Send + Sync>;
 type LoadFn<T> = Arc<dyn Fn() -> Result<T, BoxError> + Send + Sync>;
 
 /// A server with hot reload, graceful drain and zero-downtime upgrade.
@@ -113,6 +115,8 @@ pub struct Server<T> {
     pid_file: Option<PathBuf>,
     #[cfg(feature = "watch")]
     watch: Option<(PathBuf, Duration)>,
+    #[cfg(feature = "tls")]
+    tls: Option<(Vec<SocketAddr>, CertsFn<T>)>,
 }
 
 impl<T> std::fmt::Debug for Server<T> {
@@ -142,6 +146,8 @@ impl<T: Send + Sync + 'static> Server<T> {
             pid_file: None,
             #[cfg(feature = "watch")]
             watch: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -149,6 +155,41 @@ impl<T: Send + Sync + 'static> Server<T> {
     /// same address is used instead of binding.
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen.push(addr);
+        self
+    }
+
+    /// Listens on `addrs` over TLS (feature `tls`), with the certificates
+    /// `certs` takes from the configuration: load and check them in your
+    /// loader (so a bad certificate rejects the reload and the old one keeps
+    /// serving); after each accepted reload, handshakes use the new ones.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use std::convert::Infallible;
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use hyper::{Response, service::service_fn};
+    /// use grace::tls::{CertStore, Certificate, Validity};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Read at start and on every reload; an error keeps the old ones.
+    /// let load = || Certificate::load("cert.pem", "key.pem", Validity::Enforce).map(CertStore::new);
+    /// let outcome = grace::Server::new(load)
+    ///     .listen_tls(["127.0.0.1:8443".parse()?], |store: &CertStore| store.clone())
+    ///     .run(|_config, _shutdown| {
+    ///         service_fn(|_req| async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello")))) })
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn listen_tls(
+        mut self,
+        addrs: impl IntoIterator<Item = SocketAddr>,
+        certs: impl Fn(&T) -> crate::tls::CertStore + Send + Sync + 'static,
+    ) -> Self {
+        self.tls = Some((addrs.into_iter().collect(), Arc::new(certs)));
         self
     }
 
@@ -281,16 +322,33 @@ impl<T: Send + Sync + 'static> Server<T> {
             Some(path) => handoff.pid_file(path),
             None => handoff,
         });
+        #[cfg(feature = "tls")]
+        let tls = self
+            .tls
+            .as_ref()
+            .map(|(_, certs)| crate::tls::Tls::new(certs(&first)));
+        let plain = self.listen.iter().map(|addr| (*addr, false));
+        #[cfg(feature = "tls")]
+        let plain = plain.chain(
+            self.tls
+                .iter()
+                .flat_map(|(addrs, _)| addrs.iter().map(|addr| (*addr, true))),
+        );
         let mut listeners = Vec::with_capacity(self.listen.len());
-        for addr in &self.listen {
+        for (addr, _over_tls) in plain {
             let name = addr.to_string();
-            let listener = match inherited.listener(&name, *addr) {
+            let listener = match inherited.listener(&name, addr) {
                 Some(listener) => listener.map_err(os("using an inherited socket"))?,
-                None => Listener::bind(*addr)?,
+                None => Listener::bind(addr)?,
             };
             handoff
                 .register(&listener)
                 .map_err(os("keeping the socket for upgrades"))?;
+            #[cfg(feature = "tls")]
+            let listener = match (&tls, _over_tls) {
+                (Some(tls), true) => listener.with_tls(tls.clone()),
+                _ => listener,
+            };
             listeners.push(listener);
         }
         inherited.close_unclaimed();
@@ -306,6 +364,20 @@ impl<T: Send + Sync + 'static> Server<T> {
         let config = Reloadable::new(first);
         let load = self.load.clone();
         let reloader = Reloader::new(config.clone(), move || load());
+        // The certificates the accepted configuration carries, installed
+        // right after the swap: the next handshake uses them.
+        #[cfg(feature = "tls")]
+        let reloader = match (tls, &self.tls) {
+            (Some(tls), Some((_, certs))) => {
+                let certs = certs.clone();
+                reloader.with_prepare(move |_old: &T, new: &T| {
+                    let (tls, store) = (tls.clone(), certs(new));
+                    let commit: crate::reload::Commit = Box::new(move || tls.set_store(store));
+                    Ok::<_, BoxError>(Some(commit))
+                })
+            }
+            _ => reloader,
+        };
         #[cfg(feature = "watch")]
         if let Some((path, debounce)) = self.watch {
             if let Err(e) = crate::watch::watch(path, reloader.clone(), debounce) {

@@ -208,3 +208,97 @@ fn echo_example_hands_its_socket_over_and_drains() {
         "nothing listens after the drain"
     );
 }
+
+/// The `tls` example: HTTPS, and a certificate rotated by SIGHUP.
+#[cfg(feature = "tls")]
+mod tls {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SerialNumber};
+    use rustix::process::Signal;
+    use rustls::pki_types::{CertificateDer, ServerName};
+
+    use super::{tempfile_dir, Running, SOON};
+
+    fn write_leaf(
+        dir: &Path,
+        ca: &rcgen::Certificate,
+        ca_key: &KeyPair,
+        serial: u64,
+    ) -> CertificateDer<'static> {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.serial_number = Some(SerialNumber::from(serial));
+        let cert = params.signed_by(&key, ca, ca_key).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+        cert.der().clone()
+    }
+
+    /// Full handshake (no resumption) and one request: the certificate
+    /// presented, and the body.
+    fn fetch(roots: &rustls::RootCertStore, addr: SocketAddr) -> (CertificateDer<'static>, String) {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        config.resumption = rustls::client::Resumption::disabled();
+        let name = ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(SOON)).unwrap();
+        let mut stream = rustls::StreamOwned::new(conn, tcp);
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut response = Vec::new();
+        // The server's close_notify ends the stream cleanly.
+        stream.read_to_end(&mut response).unwrap();
+        let cert = stream.conn.peer_certificates().unwrap()[0].clone();
+        let text = String::from_utf8(response).unwrap();
+        (
+            cert,
+            text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned(),
+        )
+    }
+
+    #[test]
+    fn tls_example_serves_https_and_rotates_its_certificate_on_sighup() {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&ca_key).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone()).unwrap();
+
+        let dir = tempfile_dir();
+        let first = write_leaf(&dir, &ca, &ca_key, 1);
+        let mut running = Running::start("tls", &[dir.to_str().unwrap(), "127.0.0.1:0"]);
+        assert_eq!(
+            fetch(&roots, running.addr),
+            (first.clone(), "hello over tls".into())
+        );
+
+        // A key that is not the certificate's: rejected, the first serves on.
+        let other = KeyPair::generate().unwrap();
+        std::fs::write(dir.join("key.pem"), other.serialize_pem()).unwrap();
+        running.signal(Signal::HUP);
+        let line = running.wait_for("reload rejected");
+        assert!(line.contains("does not match"), "{line}");
+        assert_eq!(fetch(&roots, running.addr).0, first);
+
+        let second = write_leaf(&dir, &ca, &ca_key, 2);
+        running.signal(Signal::HUP);
+        running.wait_for("reload accepted");
+        assert_eq!(fetch(&roots, running.addr).0, second);
+
+        running.signal(Signal::TERM);
+        assert_eq!(running.exit_code(), Some(0));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

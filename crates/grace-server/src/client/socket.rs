@@ -181,4 +181,15 @@ fn print_status(s: &Status) {
             }
         }
     }
+    for cert in &s.certificates {
+        let expires = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(u64::try_from(cert.not_after).unwrap_or(0));
+        println!(
+            "certificate {}: {} serial {} expires {}",
+            cert.name,
+            cert.subject,
+            cert.serial,
+            humantime::format_rfc3339_seconds(expires)
+        );
+    }
 }

@@ -6,6 +6,7 @@ mod hints;
 #[cfg(test)]
 mod proptests;
 mod raw;
+mod tls;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -23,6 +24,7 @@ use toml::Spanned;
 pub use error::{ConfigError, Origin};
 use grace::Limits;
 use raw::{RawConfig, RawLimits, RawRoute, RawServer};
+pub use tls::TlsSettings;
 
 /// The embedded default: the seed article's server.
 const DEFAULT: &str = include_str!("default.toml");
@@ -45,6 +47,8 @@ pub struct Config {
     pub routes: HashMap<String, Route>,
     /// What one client may cost: `[limits]`.
     pub limits: Limits,
+    /// `[server.tls]`, with its certificates loaded and checked.
+    pub tls: Option<TlsSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,8 +182,16 @@ impl Checker {
         ConfigError::invalid(self.origin.clone(), self.text.clone(), Some(span), message)
     }
 
-    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let server = self.server(raw.server)?;
+    fn config(&self, mut raw: RawConfig) -> Result<Config, ConfigError> {
+        let raw_tls = raw.server.tls.take();
+        let has_tls_listen = raw_tls
+            .as_ref()
+            .is_some_and(|t| t.get_ref().listen.is_some());
+        let server = self.server(raw.server, has_tls_listen)?;
+        let tls = match raw_tls {
+            None => None,
+            Some(raw_tls) => Some(self.tls(raw_tls, &server)?),
+        };
         let mut routes = HashMap::new();
         if let Some(message) = raw.message {
             routes.insert(
@@ -217,11 +229,15 @@ impl Checker {
             }
             routes.insert(path, route);
         }
-        let limits = self.limits(raw.limits)?;
+        let mut limits = self.limits(raw.limits)?;
+        if let Some(tls) = &tls {
+            limits.tls_handshake_timeout = tls.handshake_timeout;
+        }
         Ok(Config {
             server,
             routes,
             limits,
+            tls,
         })
     }
 
@@ -303,10 +319,13 @@ impl Checker {
             })
     }
 
-    fn server(&self, raw: RawServer) -> Result<Server, ConfigError> {
+    /// `tls_only`: `[server.tls] listen` is given, so `listen` may be empty
+    /// (and has no default).
+    fn server(&self, raw: RawServer, tls_only: bool) -> Result<Server, ConfigError> {
         let listen = match raw.listen {
+            None if tls_only => Vec::new(),
             None => vec![SocketAddr::from(([0, 0, 0, 0], 8080))],
-            Some(listen) => self.listen(listen)?,
+            Some(listen) => self.listen(listen, tls_only)?,
         };
         let control_socket = match raw.control_socket {
             None => None,
@@ -378,10 +397,14 @@ impl Checker {
         })
     }
 
-    fn listen(&self, listen: Spanned<raw::Listen>) -> Result<Vec<SocketAddr>, ConfigError> {
+    fn listen(
+        &self,
+        listen: Spanned<raw::Listen>,
+        may_be_empty: bool,
+    ) -> Result<Vec<SocketAddr>, ConfigError> {
         let whole = listen.span();
         let entries = listen.into_inner().0;
-        if entries.is_empty() {
+        if entries.is_empty() && !may_be_empty {
             return Err(self.fail(whole, "`listen` is empty: give at least one address"));
         }
         let mut addrs: Vec<SocketAddr> = Vec::with_capacity(entries.len());

@@ -33,6 +33,29 @@ pub struct RawServer {
     pub control_socket: Option<Spanned<String>>,
     pub admin_listen: Option<Spanned<String>>,
     pub metrics: Option<bool>,
+    pub tls: Option<Spanned<RawTls>>,
+}
+
+/// `[server.tls]`: addresses served over TLS, and their certificates.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub listen: Option<Spanned<Listen>>,
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    pub handshake_timeout: Option<Spanned<String>>,
+    pub allow_expired: Option<bool>,
+    #[serde(default)]
+    pub sni: Vec<Spanned<RawSni>>,
+}
+
+/// `[[server.tls.sni]]`: a certificate for some names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSni {
+    pub names: Spanned<Vec<Spanned<String>>>,
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
 }
 
 /// `[limits]`: what one client may cost the server.

@@ -222,6 +222,22 @@ pub struct Status {
     pub requests: usize,
     /// The last reload that ran, if any.
     pub last_reload: Option<LastReload>,
+    /// The certificates TLS listeners serve now (absent without TLS).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateStatus>,
+}
+
+/// A certificate served now, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateStatus {
+    /// What it is served for: `default`, or its SNI names.
+    pub name: String,
+    /// The subject's distinguished name.
+    pub subject: String,
+    /// The serial number, hex bytes separated by colons.
+    pub serial: String,
+    /// When it expires (`notAfter`), Unix time in seconds.
+    pub not_after: i64,
 }
 
 /// The last reload's verdict.

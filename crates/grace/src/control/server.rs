@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::protocol::{
-    ErrorKind, Exited, LastReload, Line, Progress, Reply, Request, Status, MAX_REQUEST_LINE,
+    CertificateStatus, ErrorKind, Exited, LastReload, Line, Progress, Reply, Request, Status,
+    MAX_REQUEST_LINE,
 };
 use super::socket::ControlSocket;
 use crate::drain::Outcome;
@@ -34,6 +35,8 @@ const PROGRESS_TICK: Duration = Duration::from_millis(250);
 /// A progress line goes out at least this often, so the time left moves.
 const PROGRESS_HEARTBEAT: Duration = Duration::from_secs(1);
 
+type CertificatesFn = dyn Fn() -> Vec<CertificateStatus> + Send + Sync;
+
 /// What `status` reports beyond the lifecycle's own state.
 ///
 /// # Example
@@ -45,11 +48,21 @@ const PROGRESS_HEARTBEAT: Duration = Duration::from_secs(1);
 /// let info = ServerInfo::new(Some("/etc/myapp/config.toml".into()));
 /// assert_eq!(info.config_path.as_deref(), Some("/etc/myapp/config.toml"));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerInfo {
     /// Where the configuration comes from, shown as is.
     pub config_path: Option<String>,
     started: Instant,
+    certificates: Option<Arc<CertificatesFn>>,
+}
+
+impl std::fmt::Debug for ServerInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerInfo")
+            .field("config_path", &self.config_path)
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServerInfo {
@@ -58,7 +71,33 @@ impl ServerInfo {
         ServerInfo {
             config_path,
             started: Instant::now(),
+            certificates: None,
         }
+    }
+
+    /// `status` lists the certificates `certificates` returns, called per
+    /// request, so it shows what serves now (after a rotation too).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use grace::control::{protocol::CertificateStatus, ServerInfo};
+    ///
+    /// let info = ServerInfo::new(None).with_certificates(|| {
+    ///     vec![CertificateStatus {
+    ///         name: "default".into(),
+    ///         subject: "CN=example.com".into(),
+    ///         serial: "01".into(),
+    ///         not_after: 1_900_000_000,
+    ///     }]
+    /// });
+    /// ```
+    pub fn with_certificates(
+        mut self,
+        certificates: impl Fn() -> Vec<CertificateStatus> + Send + Sync + 'static,
+    ) -> Self {
+        self.certificates = Some(Arc::new(certificates));
+        self
     }
 }
 
@@ -413,6 +452,11 @@ fn status<T: Send + Sync + 'static>(ctx: &Context<T>) -> Status {
         connections: shutdown.connections(),
         requests: shutdown.requests(),
         last_reload,
+        certificates: ctx
+            .info
+            .certificates
+            .as_ref()
+            .map_or_else(Vec::new, |f| f()),
     }
 }
 

@@ -12,6 +12,10 @@
 //! idle timeout); a write stuck on a client that does not read fails after
 //! the write timeout; heads are bounded in time and size.
 //!
+//! On a TLS listener the handshake comes first, bounded by the handshake
+//! timeout and cut on force; a drain lets it finish (the connection was
+//! accepted). The decrypted stream then goes through the same rules.
+//!
 //! Closing is lingering: send FIN, then read and discard what the client
 //! still sends for a moment, so unread bytes do not turn the FIN into a RST
 //! that could destroy a response still in the client's receive buffer.
@@ -56,14 +60,52 @@ pub(crate) struct Setup<S> {
     pub(crate) drain: CancellationToken,
     pub(crate) limits: Limits,
     pub(crate) stats: Option<Arc<RequestStats>>,
+    /// Set on TLS listeners: each connection does the handshake first.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::Tls>,
 }
 
-pub(crate) async fn serve<S, B>(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    slot: Slot,
-    setup: Setup<S>,
-) where
+pub(crate) async fn serve<S, B>(stream: TcpStream, peer: SocketAddr, slot: Slot, setup: Setup<S>)
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    // Counted from accept: a connection still in its TLS handshake is an
+    // accepted connection, and the drain waits for it.
+    let _counted = setup.shutdown.track_connection();
+    let _slot = slot;
+    // Small responses go out at once instead of waiting for an ACK.
+    let _ = stream.set_nodelay(true);
+    #[cfg(feature = "tls")]
+    if let Some(tls) = setup.tls.clone() {
+        let shutdown = setup.shutdown.clone();
+        let handshake = tokio::select! {
+            biased;
+            _ = shutdown.forced() => return,
+            accepted = tls.accept(stream) => accepted,
+            _ = tokio::time::sleep(setup.limits.tls_handshake_timeout) => {
+                tracing::debug!(%peer, "closing connection that did not complete the TLS handshake in time");
+                return;
+            }
+        };
+        match handshake {
+            Ok(stream) => drive(stream, peer, setup).await,
+            Err(e) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+        }
+        return;
+    }
+    drive(stream, peer, setup).await
+}
+
+/// Serves a connection's requests once its bytes are plain HTTP: right after
+/// accept, or after the TLS handshake.
+async fn drive<IO, S, B>(mut stream: IO, peer: SocketAddr, setup: Setup<S>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
@@ -77,12 +119,8 @@ pub(crate) async fn serve<S, B>(
         drain,
         limits,
         stats,
+        ..
     } = setup;
-    let _counted = shutdown.track_connection();
-    let _slot = slot;
-    // Small responses go out at once instead of waiting for an ACK.
-    let _ = stream.set_nodelay(true);
-
     let mut buf = BytesMut::with_capacity(1024);
     let protocol = {
         let mut idle = pin!(idle_deadline(&shutdown, &drain));
@@ -142,8 +180,9 @@ async fn close_reason(conn: &Conn, asked: bool) -> &'static str {
     }
 }
 
-async fn serve_http1<S, B>(io: WriteTimeout<Rewind<TcpStream>>, service: Arc<S>, c: Conn)
+async fn serve_http1<IO, S, B>(io: WriteTimeout<Rewind<IO>>, service: Arc<S>, c: Conn)
 where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
@@ -208,8 +247,9 @@ where
     linger_close(io, shutdown).await;
 }
 
-async fn serve_http2<S, B>(io: WriteTimeout<Rewind<TcpStream>>, service: Arc<S>, c: Conn)
+async fn serve_http2<IO, S, B>(io: WriteTimeout<Rewind<IO>>, service: Arc<S>, c: Conn)
 where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,

@@ -53,6 +53,10 @@ pub struct Limits {
     /// client's protocol errors over a connection's life before it closes the
     /// connection. Default: 1024.
     pub http2_max_local_error_reset_streams: usize,
+    /// TLS listeners: how long a client may take to complete the handshake,
+    /// counted from accept. A half-open handshake cannot hold a connection
+    /// slot, or a drain, longer than this. Default: 10 s.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -66,6 +70,7 @@ impl Default for Limits {
             http2_max_concurrent_streams: 100,
             http2_max_pending_reset_streams: 20,
             http2_max_local_error_reset_streams: 1024,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -190,6 +190,8 @@ where
                 let limits = limits.clone();
                 let admission = admission.clone();
                 let stats = stats.clone();
+                #[cfg(feature = "tls")]
+                let tls = listener.tls().cloned();
                 tracker.spawn(async move {
                     let _open = open;
                     listener
@@ -204,6 +206,8 @@ where
                                     drain: per_conn.clone(),
                                     limits: **limits.load(),
                                     stats: stats.clone(),
+                                    #[cfg(feature = "tls")]
+                                    tls: tls.clone(),
                                 },
                             ));
                         })
@@ -259,7 +263,15 @@ impl Running {
     /// stopped first.
     pub fn add(&self, listener: Listener) {
         let name = listener.name().to_owned();
-        tracing::info!(name, addr = %listener.local_addr(), "listening on {}", listener.local_addr());
+        #[cfg(feature = "tls")]
+        let scheme = if listener.tls().is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        #[cfg(not(feature = "tls"))]
+        let scheme = "http";
+        tracing::info!(name, addr = %listener.local_addr(), scheme, "listening on {}", listener.local_addr());
         let stop = self.inner.shutdown.drain_token().child_token();
         if let Some(previous) = self.lock().insert(name, stop.clone()) {
             previous.cancel();
