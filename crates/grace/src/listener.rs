@@ -18,6 +18,21 @@ const BACKLOG: u32 = 1024;
 ///
 /// The name identifies the socket across a hand-off to another process;
 /// by default it is the address it was asked to listen on.
+///
+/// # Example
+///
+/// ```
+/// use grace::Listener;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = Listener::bind("127.0.0.1:0".parse()?)?;
+/// // Port 0 picked a free port, but the name stays the address asked for:
+/// // that is how the new process of an upgrade finds this socket again.
+/// assert_eq!(listener.name(), "127.0.0.1:0");
+/// assert_ne!(listener.local_addr().port(), 0);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Listener {
     name: String,

@@ -13,6 +13,19 @@ use std::time::Duration;
 ///
 /// [`Serve::limits`]: super::Serve::limits
 /// [`Running::set_limits`]: super::Running::set_limits
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use grace::Limits;
+///
+/// // Non-exhaustive: start from the defaults and change what you need.
+/// let mut limits = Limits::default();
+/// limits.max_connections = 1_000;
+/// limits.idle_timeout = Duration::from_secs(15);
+/// assert_eq!(limits.max_header_size, 32 * 1024);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {

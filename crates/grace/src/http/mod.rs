@@ -118,6 +118,34 @@ where
 }
 
 /// A server ready to start; see [`serve`].
+///
+/// # Example
+///
+/// ```
+/// use std::convert::Infallible;
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use hyper::{body::Incoming, service::service_fn, Request, Response};
+/// use grace::{DrainSettings, Limits, Listener, Shutdown};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let shutdown = Shutdown::new();
+/// let hello = service_fn(|_req: Request<Incoming>| async {
+///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello"))))
+/// });
+/// let mut limits = Limits::default();
+/// limits.max_connections = 100;
+/// let listener = Listener::bind("127.0.0.1:0".parse()?)?;
+/// let running = grace::serve(vec![listener], hello, &shutdown)
+///     .limits(limits)
+///     .start();
+/// assert_eq!(running.limits().max_connections, 100);
+///
+/// shutdown.begin(DrainSettings::default());
+/// assert!(shutdown.wait().await.is_clean());
+/// # Ok(()) }
+/// ```
 #[must_use = "nothing is served until the builder is awaited or started"]
 pub struct Serve<S> {
     listeners: Vec<Listener>,
@@ -232,6 +260,33 @@ where
 }
 
 /// The listeners a started [`Serve`] accepts on. Cheap to clone.
+///
+/// # Example
+///
+/// ```
+/// use std::convert::Infallible;
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use hyper::{body::Incoming, service::service_fn, Request, Response};
+/// use grace::{Listener, Shutdown};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let shutdown = Shutdown::new();
+/// let hello = service_fn(|_req: Request<Incoming>| async {
+///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello"))))
+/// });
+/// let main = Listener::bind("127.0.0.1:0".parse()?)?;
+/// let running = grace::serve(vec![main], hello, &shutdown).start();
+///
+/// // An address added while serving (a reload's new `listen` entry)...
+/// running.add(Listener::bind("127.0.0.1:0".parse()?)?.with_name("extra"));
+/// assert_eq!(running.names(), ["127.0.0.1:0", "extra"]);
+/// // ...and removed again: it stops accepting, its connections drain.
+/// assert!(running.remove("extra"));
+/// assert_eq!(running.names(), ["127.0.0.1:0"]);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Running {
     inner: Arc<RunningInner>,
