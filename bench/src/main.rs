@@ -285,7 +285,7 @@ async fn run(args: Args) -> Result<Report> {
         machine: machine::describe(),
         date: machine::utc_now(),
         commit,
-        grace: bench.grace.display().to_string(),
+        grace: relative_to_cwd(&bench.grace),
         rounds: bench.rounds,
         elapsed_secs: started.elapsed().as_secs_f64(),
         load: (load_at_start, machine::load_average()),
@@ -308,4 +308,15 @@ fn plot(bench: &mut Bench, file: &str, title: &str, event: &str, panels: &[Panel
         format!("{}/{file}", bench.results_link),
     ));
     Ok(())
+}
+
+/// A path as a reader of BENCHMARKS.md can use it: relative to where the
+/// harness ran (the repository), not the absolute path of one machine.
+fn relative_to_cwd(path: &std::path::Path) -> String {
+    let relative = std::env::current_dir().ok().and_then(|cwd| {
+        path.strip_prefix(cwd)
+            .ok()
+            .map(std::path::Path::to_path_buf)
+    });
+    relative.as_deref().unwrap_or(path).display().to_string()
 }
