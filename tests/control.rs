@@ -433,3 +433,77 @@ fn a_failed_upgrade_says_why_and_the_old_process_keeps_the_socket() {
     assert_eq!(m["grace_upgrades_total{result=\"failed\"}"], 1.0);
     assert_eq!(get(grace.addr(), "/").unwrap().body, "m");
 }
+
+/// A path of exactly `len` bytes for a socket in a new directory.
+fn socket_path_of_len(dir: &std::path::Path, len: usize) -> String {
+    let base = dir.to_str().unwrap().len() + 1;
+    assert!(len > base + 1, "the temporary directory's path is too long");
+    let path = format!("{}/{}", dir.display(), "s".repeat(len - base));
+    assert_eq!(path.len(), len);
+    path
+}
+
+#[test]
+fn a_control_socket_path_that_fits_no_socket_address_is_refused_with_73() {
+    // sun_path holds 108 bytes with the terminating NUL: 107 is the longest.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("g.toml"), config("m", "", "")).unwrap();
+    let longest = socket_path_of_len(dir.path(), 107);
+    let grace = Grace::start_program(
+        std::path::Path::new(support::BIN),
+        tempfile::tempdir().unwrap(),
+        &config("m", "", ""),
+        &["--control-socket", &longest],
+        &[],
+    );
+    let (code, out, err) = run(&["status", "--control-socket", &longest], dir.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("grace pid {}", grace.pid())), "{out}");
+    drop(grace);
+
+    let too_long = socket_path_of_len(dir.path(), 108);
+    let mut child = Command::new(support::BIN)
+        .args(["--config", "g.toml", "--control-socket", &too_long])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_child(&mut child, SOON);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = status.unwrap_or_else(|| panic!("grace started on a 108-byte path:\n{err}"));
+    assert_eq!(status.code(), Some(73), "{err}");
+    let expected = format!(
+        "control socket {too_long}: the path is 108 bytes long; a unix socket address holds at most 107"
+    );
+    assert!(err.contains(&expected), "{err}");
+    assert!(!std::path::Path::new(&too_long).exists());
+
+    // `check` says so for a path in the configuration.
+    std::fs::write(
+        dir.path().join("long.toml"),
+        format!("[server]\ncontrol_socket = \"{too_long}\"\n"),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check", "--config", "long.toml"], dir.path());
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains("long.toml:2:18: `control_socket` is 108 bytes long; a unix socket address holds at most 107"),
+        "{err}"
+    );
+
+    // And a client given such a path says why it cannot connect.
+    let (code, _, err) = run(&["status", "--control-socket", &too_long], dir.path());
+    assert_eq!(code, 1);
+    assert!(err.contains(&expected), "{err}");
+}

@@ -86,7 +86,8 @@ pub struct ConfigArg {
 pub struct ServeArgs {
     #[command(flatten)]
     pub config: ConfigArg,
-    /// Write the server's pid here once it listens; removed at exit.
+    /// Write the server's pid here once it listens; removed at exit. Refused
+    /// (exit 69) while another live grace owns it (see `PATH.lock`).
     #[arg(long, value_name = "PATH")]
     pub pid_file: Option<PathBuf>,
     /// Reload when the config file changes (as `[server] watch = true`).

@@ -7,7 +7,7 @@ use grace::control::{BindMode, ControlServer, ControlSocket, ControlSocketError,
 use grace::handoff::{Handoff, Inherited};
 use grace::metrics::{MetricsCollector, RequestStats};
 use grace::notify::Notifier;
-use grace::pidfile::PidFile;
+use grace::pidfile::{PidFile, PidFileError};
 use grace::reload::Commit;
 use grace::signals::Signals;
 use grace::{
@@ -92,6 +92,29 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
             }
         }
     };
+    // Claimed before listening too, for the same reason: a second server on
+    // a live server's pid file must not overwrite it.
+    let pid_file = match &args.pid_file {
+        None => None,
+        Some(path) => {
+            let claimed = match ready_pipe {
+                // The parent of an upgrade owns the file until it hands it over.
+                Some(_) => PidFile::adopt(path),
+                None => PidFile::claim(path),
+            };
+            match claimed {
+                Ok(file) => Some(file),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    tracing::error!("refusing to start: {e}");
+                    return match e {
+                        PidFileError::InUse { .. } => exit::UNAVAILABLE,
+                        _ => exit::CANTCREAT,
+                    };
+                }
+            }
+        }
+    };
     // Before listening: from the first accepted connection on, a signal must
     // mean a graceful shutdown, never the default "terminate now".
     let signals = match Signals::install() {
@@ -146,17 +169,14 @@ async fn serve(args: ServeArgs, source: Source, config: Config, mut inherited: I
         }
     }
 
-    let pid_file = match &args.pid_file {
-        None => None,
-        Some(path) if ready_pipe.is_some() => Some(PidFile::adopt(path)),
-        Some(path) => match PidFile::create(path) {
-            Ok(file) => Some(file),
-            Err(e) => {
-                eprintln!("error: cannot write pid file {}: {e}", path.display());
-                return exit::CANTCREAT;
-            }
-        },
-    };
+    // Written only now that we listen: a script that waits for the pid file
+    // may connect at once. The parent of an upgrade writes it for us.
+    if let (Some(file), None) = (&pid_file, &ready_pipe) {
+        if let Err(e) = file.write() {
+            eprintln!("error: {e}");
+            return exit::CANTCREAT;
+        }
+    }
 
     let shutdown = Shutdown::new();
     let config = Reloadable::new(config);

@@ -61,6 +61,9 @@ pub enum StartError {
     /// Inherited sockets (`LISTEN_FDS`) were malformed.
     #[error(transparent)]
     Activation(#[from] ActivationError),
+    /// The pid file is owned by a live server, or cannot be written.
+    #[error(transparent)]
+    PidFile(#[from] crate::pidfile::PidFileError),
     /// Signal handlers, an inherited socket, or the program's path for
     /// upgrades: the OS said no.
     #[error("{what}: {source}")]
@@ -357,8 +360,8 @@ impl<T: Send + Sync + 'static> Server<T> {
         let _pid_file = match &self.pid_file {
             None => None,
             // The parent writes our pid once we are ready.
-            Some(path) if ready_pipe.is_some() => Some(PidFile::adopt(path)),
-            Some(path) => Some(PidFile::create(path).map_err(os("writing the pid file"))?),
+            Some(path) if ready_pipe.is_some() => Some(PidFile::adopt(path)?),
+            Some(path) => Some(PidFile::create(path)?),
         };
 
         let config = Reloadable::new(first);

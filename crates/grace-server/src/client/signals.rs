@@ -61,24 +61,14 @@ fn send(pid_file: &Path, signal: Signal, name: &str, json: bool) -> Result<i32, 
     Ok(pid)
 }
 
+/// The pid of the grace that owns `pid_file`: never whatever process a stale
+/// or foreign pid file names.
 fn live_pid(pid_file: &Path) -> Result<Pid, String> {
-    let raw = grace::pidfile::read(pid_file)
-        .map_err(|e| format!("cannot read pid file {}: {e}", pid_file.display()))?;
-    let pid = i32::try_from(raw)
+    let raw = grace::pidfile::owner(pid_file).map_err(|e| e.to_string())?;
+    i32::try_from(raw)
         .ok()
         .and_then(Pid::from_raw)
-        .ok_or_else(|| format!("pid file {} holds an invalid pid {raw}", pid_file.display()))?;
-    test_kill_process(pid).map_err(|e| {
-        if e == rustix::io::Errno::SRCH {
-            format!(
-                "stale pid file {}: no process {raw} is running",
-                pid_file.display()
-            )
-        } else {
-            format!("cannot signal process {raw}: {e}")
-        }
-    })?;
-    Ok(pid)
+        .ok_or_else(|| format!("pid file {} holds an invalid pid {raw}", pid_file.display()))
 }
 
 /// Polls until the process is gone. Without the control socket there is no

@@ -22,6 +22,8 @@ pub fn run(path: &Path, action: Action, args: &ClientArgs) -> u8 {
 }
 
 fn talk(path: &Path, action: Action, args: &ClientArgs) -> Result<u8, String> {
+    // Else connect(2) fails with a bare "path must be shorter than SUN_LEN".
+    grace::control::check_path(path).map_err(|e| e.to_string())?;
     let stream = UnixStream::connect(path).map_err(|e| {
         format!(
             "cannot reach the control socket {}: {e} (is grace running with --control-socket {}?)",

@@ -332,6 +332,14 @@ impl Checker {
             Some(path) if path.get_ref().is_empty() => {
                 return Err(self.fail(path.span(), "`control_socket` is empty: give a path"))
             }
+            Some(path) if path.get_ref().len() > grace::control::MAX_PATH_LEN => {
+                let message = format!(
+                    "`control_socket` is {} bytes long; a unix socket address holds at most {}",
+                    path.get_ref().len(),
+                    grace::control::MAX_PATH_LEN
+                );
+                return Err(self.fail(path.span(), message));
+            }
             Some(path) => Some(PathBuf::from(path.into_inner())),
         };
         let admin_listen = match raw.admin_listen {
@@ -639,6 +647,8 @@ headers = { "x-app" = "grace", "content-type" = "application/json" }
         assert!(err("[server]\nadmin_listen = \"nope\"\n")
             .starts_with("c.toml:2:16: invalid admin_listen"));
         assert!(err("[server]\ncontrol_socket = \"\"\n").contains("`control_socket` is empty"));
+        let long = format!("[server]\ncontrol_socket = \"/{}\"\n", "s".repeat(107));
+        assert!(err(&long).contains("`control_socket` is 108 bytes long"));
         assert!(
             err("[[routes]]\npath = \"/a\"\nheaders = { \"bad name\" = \"v\" }\n")
                 .starts_with("c.toml:3:13: invalid header name")

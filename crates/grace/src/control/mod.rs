@@ -17,4 +17,4 @@ mod server;
 mod socket;
 
 pub use server::{ControlServer, ServerInfo};
-pub use socket::{BindMode, ControlSocket, ControlSocketError};
+pub use socket::{check_path, BindMode, ControlSocket, ControlSocketError, MAX_PATH_LEN};

@@ -3,6 +3,7 @@
 //! that is no longer ours.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -65,7 +66,19 @@ pub enum ControlSocketError {
         /// The path.
         path: PathBuf,
     },
-    /// The OS refused (directory missing or not writable, path too long).
+    /// The path does not fit in a unix socket address: no client could
+    /// connect to it.
+    #[error(
+        "control socket {}: the path is {len} bytes long; a unix socket address holds at most {MAX_PATH_LEN}",
+        path.display()
+    )]
+    PathTooLong {
+        /// The path.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The OS refused (directory missing or not writable).
     #[error("control socket {}: {source}", path.display())]
     Io {
         /// The path.
@@ -74,6 +87,42 @@ pub enum ControlSocketError {
         #[source]
         source: io::Error,
     },
+}
+
+/// The longest path a unix socket can be bound or connected at: `sun_path`
+/// holds 108 bytes on Linux, the terminating NUL included.
+pub const MAX_PATH_LEN: usize = 107;
+
+/// Checks that clients can reach a socket at `path`; what the server checks
+/// before binding and a client before connecting. Binding a longer path
+/// could still succeed (through a shorter temporary name, then a link), but
+/// nobody could connect to it.
+///
+/// # Errors
+/// [`ControlSocketError::PathTooLong`].
+///
+/// # Example
+///
+/// ```
+/// use std::path::Path;
+/// use grace::control::{check_path, ControlSocketError, MAX_PATH_LEN};
+///
+/// assert!(check_path(Path::new(&"s".repeat(MAX_PATH_LEN))).is_ok());
+/// let long = "s".repeat(MAX_PATH_LEN + 1);
+/// assert!(matches!(
+///     check_path(Path::new(&long)),
+///     Err(ControlSocketError::PathTooLong { len: 108, .. })
+/// ));
+/// ```
+pub fn check_path(path: &Path) -> Result<(), ControlSocketError> {
+    let len = path.as_os_str().len();
+    if len > MAX_PATH_LEN {
+        return Err(ControlSocketError::PathTooLong {
+            path: path.to_owned(),
+            len,
+        });
+    }
+    Ok(())
 }
 
 /// A bound control socket, mode 0600. Dropping it removes its path, if the
@@ -111,14 +160,17 @@ impl ControlSocket {
     /// [`ControlSocket::publish`].
     ///
     /// # Errors
-    /// [`ControlSocketError::InUse`] when a live server answers at `path`
-    /// (exclusive mode), [`ControlSocketError::NotASocket`] when a file that
-    /// is not a socket is there, [`ControlSocketError::Io`] otherwise.
+    /// [`ControlSocketError::PathTooLong`] when no client could connect to
+    /// `path`, [`ControlSocketError::InUse`] when a live server answers at
+    /// `path` (exclusive mode), [`ControlSocketError::NotASocket`] when a
+    /// file that is not a socket is there, [`ControlSocketError::Io`]
+    /// otherwise.
     pub fn bind(
         path: impl Into<PathBuf>,
         mode: BindMode,
     ) -> Result<ControlSocket, ControlSocketError> {
         let path = path.into();
+        check_path(&path)?;
         let io_err = |source| ControlSocketError::Io {
             path: path.clone(),
             source,
@@ -133,7 +185,7 @@ impl ControlSocket {
         let staging = staging_path(&path);
         // A leftover from a crashed process with our pid: ours to remove.
         let _ = std::fs::remove_file(&staging);
-        let listener = UnixListener::bind(&staging).map_err(io_err)?;
+        let listener = bind_staging(&staging).map_err(io_err)?;
         let mut socket = ControlSocket {
             path: path.clone(),
             staging: Some(staging.clone()),
@@ -232,6 +284,26 @@ fn staging_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".ctl.{}", std::process::id()))
 }
 
+/// Binds at `staging`, also when only the public path fits in a socket
+/// address and the temporary name next to it (longer than a short public
+/// name) does not: then through the directory's descriptor, whose
+/// `/proc/self/fd` path is short.
+fn bind_staging(staging: &Path) -> io::Result<UnixListener> {
+    if staging.as_os_str().len() <= MAX_PATH_LEN {
+        return UnixListener::bind(staging);
+    }
+    let (Some(dir), Some(name)) = (staging.parent(), staging.file_name()) else {
+        return UnixListener::bind(staging);
+    };
+    let dir = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let via = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
+    UnixListener::bind(via)
+}
+
 /// Leaves `path` free, or says why it cannot be: a socket nobody answers on
 /// is stale and removed; a live one or a non-socket is refused.
 fn clear_stale(path: &Path) -> Result<(), ControlSocketError> {
@@ -305,6 +377,27 @@ mod tests {
             ControlSocket::bind(dir.join("file"), BindMode::Exclusive),
             Err(ControlSocketError::NotASocket { .. })
         ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_longest_reachable_path_binds_even_with_a_short_name() {
+        let dir = dir("long");
+        // A one-byte name: the temporary name next to it is longer.
+        let deep = dir.join("d".repeat(MAX_PATH_LEN - dir.as_os_str().len() - 3));
+        std::fs::create_dir(&deep).unwrap();
+        let path = deep.join("c");
+        assert_eq!(path.as_os_str().len(), MAX_PATH_LEN);
+        let socket = ControlSocket::bind(&path, BindMode::Exclusive).unwrap();
+        UnixStream::connect(&path).unwrap();
+        drop(socket);
+        assert!(!path.exists());
+        let too_long = deep.join("cc");
+        assert!(matches!(
+            ControlSocket::bind(&too_long, BindMode::Exclusive),
+            Err(ControlSocketError::PathTooLong { len: 108, .. })
+        ));
+        assert!(!too_long.exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

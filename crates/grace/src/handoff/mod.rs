@@ -15,7 +15,7 @@
 mod inherit;
 mod ready;
 mod status;
-mod sys;
+pub(crate) mod sys;
 mod upgrade;
 
 pub use inherit::{ActivationError, Inherited};

@@ -1,11 +1,12 @@
 //! Every `unsafe` block of grace: taking ownership of inherited descriptors,
-//! and the few async-signal-safe steps a child runs between fork and exec.
+//! the few async-signal-safe steps a child runs between fork and exec, and
+//! the record locks behind the pid file.
 
 #![allow(unsafe_code)]
 
 use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
 /// Takes ownership of `raw`, a descriptor this process inherited at exec,
@@ -26,6 +27,55 @@ pub(crate) fn claim_inherited(raw: RawFd) -> io::Result<OwnedFd> {
     // the process knows its number, so ownership is ours alone. Callers claim
     // each number once (the environment variables are cleared after reading).
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// A request for [`set_record_lock`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecordLock {
+    Write,
+    Unlock,
+}
+
+/// Sets or clears a POSIX record lock (`F_SETLK`) on `len` bytes of the file
+/// from `start`; `len` 0 reaches past any end. rustix offers only whole-file
+/// open-file-description locks, whose holder `F_GETLK` cannot name.
+///
+/// Record locks belong to the process: they go when it exits, children do
+/// not inherit them, and closing *any* descriptor of the file drops them all.
+///
+/// # Errors
+/// [`io::ErrorKind::WouldBlock`] when another process holds a conflicting
+/// lock; what the OS said otherwise.
+pub(crate) fn set_record_lock(
+    fd: BorrowedFd<'_>,
+    lock: RecordLock,
+    start: u64,
+    len: u64,
+) -> io::Result<()> {
+    let offset =
+        |n: u64| libc::off_t::try_from(n).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL));
+    // SAFETY: `flock` is plain data (integers only); all zeroes is a valid
+    // value, and the fields that matter are set below.
+    let mut request: libc::flock = unsafe { std::mem::zeroed() };
+    request.l_type = match lock {
+        RecordLock::Write => libc::F_WRLCK,
+        RecordLock::Unlock => libc::F_UNLCK,
+    } as _;
+    request.l_whence = libc::SEEK_SET as _;
+    request.l_start = offset(start)?;
+    request.l_len = offset(len)?;
+    // SAFETY: `fd` is a live descriptor for the duration of the borrow, and
+    // F_SETLK only reads the `flock` we pass by pointer, which outlives the
+    // call.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETLK, &request) } == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    // POSIX allows either for "held by another process".
+    match e.raw_os_error() {
+        Some(libc::EAGAIN | libc::EACCES) => Err(io::ErrorKind::WouldBlock.into()),
+        _ => Err(e),
+    }
 }
 
 /// What the child does between fork and exec, prepared in the parent so that
