@@ -462,13 +462,19 @@ fn a_failed_attempt_leaves_nothing(script: &[u8], expected: &str) {
     assert!(left.is_empty(), "the attempt's process group lives on: {left:?}");
     assert_eq!(get(addr, "/").unwrap().body, "m", "the old process serves on");
 
+    // From another thread: we are grace's parent and must reap it, or the
+    // client would wait on a zombie.
     let pid_file = grace.pid_file();
-    let (code, out, err) = run(
-        &["stop", "--wait", "--pid-file", pid_file.to_str().unwrap()],
-        grace.dir.path(),
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    let cwd = grace.dir.path().to_owned();
+    let stop = std::thread::spawn(move || {
+        run(
+            &["stop", "--wait", "--pid-file", pid_file.to_str().unwrap()],
+            &cwd,
+        )
+    });
     assert_eq!(grace.wait_exit(SOON).code(), Some(0));
+    let (code, out, err) = stop.join().unwrap();
+    assert_eq!(code, 0, "{out}{err}");
     let refused = std::net::TcpStream::connect(addr).map(|_| ()).unwrap_err();
     assert_eq!(
         refused.kind(),
