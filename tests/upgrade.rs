@@ -521,7 +521,10 @@ fn a_shutdown_during_an_upgrade_logs_the_verdict_before_the_exit_line() {
         0o755,
     );
     grace.signal(Signal::USR2);
-    grace.log().wait_for("waiting for it to be ready");
+    // Past the trap: a SIGTERM before it would stop the script at once.
+    eventually(SOON, "the new program to start", || {
+        program.with_extension("pids").exists().then_some(())
+    });
     grace.signal(Signal::TERM);
     assert_eq!(grace.wait_exit(SOON).code(), Some(0));
     grace.log().wait_for("exiting code=0");
