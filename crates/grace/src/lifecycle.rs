@@ -174,8 +174,16 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
     }
 
     fn on_signal(&self, signal: Signal) {
-        tracing::info!(signal = signal.name(), "signal received: {signal}");
-        self.handle(signal.event(), signal.name());
+        match signal.event() {
+            Some(event) => {
+                tracing::info!(signal = signal.name(), "signal received: {signal}");
+                self.handle(event, signal.name());
+            }
+            None => tracing::warn!(
+                signal = signal.name(),
+                "signal ignored: {signal} has no meaning for grace"
+            ),
+        }
     }
 }
 
