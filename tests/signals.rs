@@ -285,7 +285,10 @@ fn wait_alive_for(grace: &mut Grace, needle: &str, cause: &str) {
     support::eventually(SOON, needle, || {
         if !grace.is_running() {
             let status = grace.wait_exit(SOON);
-            panic!("{cause} killed grace ({status}); log:\n{}", grace.log().text());
+            panic!(
+                "{cause} killed grace ({status}); log:\n{}",
+                grace.log().text()
+            );
         }
         (grace.log().count(needle) > 0).then_some(())
     });

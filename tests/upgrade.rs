@@ -430,7 +430,9 @@ fn attempt_pids(program: &Path) -> Vec<u32> {
     let path = program.with_extension("pids");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("the new program wrote no {}: {e}", path.display()));
-    text.split_whitespace().map(|p| p.parse().unwrap()).collect()
+    text.split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
 }
 
 /// An upgrade to `script` fails with `expected`; then nothing of the attempt
@@ -441,9 +443,8 @@ fn a_failed_attempt_leaves_nothing(script: &[u8], expected: &str) {
     let dir = tempfile::tempdir().unwrap();
     let program = private_binary(dir.path());
     let addr = support::free_addr();
-    let config = format!(
-        "message = \"m\"\n[server]\nlisten = [\"{addr}\"]\nupgrade_timeout = \"2s\"\n"
-    );
+    let config =
+        format!("message = \"m\"\n[server]\nlisten = [\"{addr}\"]\nupgrade_timeout = \"2s\"\n");
     let mut grace = Grace::start_program(&program, dir, &config, &[], &[]);
     install(&program, script, 0o755);
     let (code, _, err) = upgrade(&grace);
@@ -459,8 +460,15 @@ fn a_failed_attempt_leaves_nothing(script: &[u8], expected: &str) {
         );
     }
     let left = group_members(pids[0]);
-    assert!(left.is_empty(), "the attempt's process group lives on: {left:?}");
-    assert_eq!(get(addr, "/").unwrap().body, "m", "the old process serves on");
+    assert!(
+        left.is_empty(),
+        "the attempt's process group lives on: {left:?}"
+    );
+    assert_eq!(
+        get(addr, "/").unwrap().body,
+        "m",
+        "the old process serves on"
+    );
 
     // From another thread: we are grace's parent and must reap it, or the
     // client would wait on a zombie.

@@ -47,7 +47,9 @@ pub(super) async fn stop(child: &mut Child, pid: u32) {
     };
     signal(group, Signal::TERM);
     let deadline = Instant::now() + GRACE_PERIOD;
-    let child_gone = tokio::time::timeout_at(deadline, child.wait()).await.is_ok();
+    let child_gone = tokio::time::timeout_at(deadline, child.wait())
+        .await
+        .is_ok();
     if child_gone && wait_empty(group, deadline).await {
         return;
     }
@@ -137,10 +139,7 @@ mod tests {
 
     #[test]
     fn stat_lines_with_awkward_command_names() {
-        assert_eq!(
-            state_and_group("42 (a) b) S 1 42 42 0 -1"),
-            Some(("S", 42))
-        );
+        assert_eq!(state_and_group("42 (a) b) S 1 42 42 0 -1"), Some(("S", 42)));
         assert_eq!(state_and_group("7 (sleep) Z 1 5 5 0"), Some(("Z", 5)));
         assert_eq!(state_and_group("garbage"), None);
     }
@@ -157,9 +156,13 @@ mod tests {
         let group = Pid::from_raw(pid as i32).unwrap();
         // The background job is forked by the shell before it execs.
         let start = Instant::now();
-        while std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default() != b"sleep\0600\0"
+        while std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()
+            != b"sleep\x00600\x00"
         {
-            assert!(start.elapsed() < Duration::from_secs(20), "the shell never exec'd");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the shell never exec'd"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert!(has_live_member(group));

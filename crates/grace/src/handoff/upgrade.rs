@@ -247,7 +247,10 @@ impl Handoff {
     /// # Errors
     /// An [`UpgradeError`] saying why nothing changed: refused (another
     /// upgrade, a shutdown, PID 1), or the new process could not start,
-    /// exited or was not ready in time (it is stopped then).
+    /// exited or was not ready in time. It is stopped then, with every
+    /// process still in its process group (it gets one of its own): SIGTERM,
+    /// then SIGKILL after 5 s; this resolves only once they are gone.
+    /// Descendants that left the group (`setsid`) are out of reach.
     ///
     /// # Cancel safety
     /// Not cancel safe: dropping the future while the child starts leaves it
