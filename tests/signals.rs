@@ -279,3 +279,59 @@ fn closed_stdout_and_stderr_do_not_stop_serving_or_leak_logs_into_sockets() {
     let status = wait_child(&mut child, SOON).expect("grace exits");
     assert_eq!(status.code(), Some(0));
 }
+
+/// Waits for a log line with `needle`, failing at once if grace died.
+fn wait_alive_for(grace: &mut Grace, needle: &str, cause: &str) {
+    support::eventually(SOON, needle, || {
+        if !grace.is_running() {
+            let status = grace.wait_exit(SOON);
+            panic!(
+                "{cause} killed grace ({status}); log:\n{}",
+                grace.log().text()
+            );
+        }
+        (grace.log().count(needle) > 0).then_some(())
+    });
+}
+
+#[test]
+fn signals_without_a_use_are_ignored_and_logged_while_a_request_completes() {
+    let mut grace = Grace::start(&config("m", "", &slow_route("2s")));
+    let mut slow = Conn::open(grace.addr()).unwrap();
+    slow.send("/slow").unwrap();
+    for (signal, name) in [
+        (Signal::USR1, "SIGUSR1"),
+        (Signal::ALARM, "SIGALRM"),
+        (Signal::VTALARM, "SIGVTALRM"),
+        (Signal::PROF, "SIGPROF"),
+        (Signal::IO, "SIGIO"),
+        (Signal::XFSZ, "SIGXFSZ"),
+        (Signal::STKFLT, "SIGSTKFLT"),
+    ] {
+        grace.signal(signal);
+        wait_alive_for(&mut grace, &format!("signal ignored: {name}"), name);
+    }
+    assert_eq!(slow.recv().unwrap().body, "slow done");
+    assert_eq!(get(grace.addr(), "/").unwrap().body, "m");
+    assert_eq!(grace.log().count("shutdown started"), 0);
+    grace.signal(Signal::TERM);
+    assert_eq!(grace.wait_exit(SOON).code(), Some(0));
+}
+
+#[test]
+fn sigpwr_and_sigxcpu_stop_gracefully_and_the_request_in_flight_completes() {
+    for (signal, name) in [(Signal::POWER, "SIGPWR"), (Signal::XCPU, "SIGXCPU")] {
+        let mut grace = Grace::start(&config("m", "", &slow_route("1s")));
+        let mut slow = Conn::open(grace.addr()).unwrap();
+        slow.send("/slow").unwrap();
+        grace.signal(signal);
+        wait_alive_for(&mut grace, "shutdown started", name);
+        assert_eq!(slow.recv().unwrap().body, "slow done", "{name}");
+        assert_eq!(grace.wait_exit(SOON).code(), Some(0), "{name}");
+        assert!(grace
+            .log()
+            .text()
+            .contains(&format!("signal received: {name}")));
+        assert!(!grace.pid_file().exists(), "{name}: the pid file is left");
+    }
+}

@@ -390,3 +390,167 @@ fn systemd_socket_activate_hands_grace_its_socket() {
     assert_eq!(status.code(), Some(0), "{log}");
     assert!(log.contains("using inherited socket"), "{log}");
 }
+
+/// Whether `pid` is a live `sleep` (a zombie is gone: it holds no
+/// descriptors any more, and waits only for its parent to reap it).
+fn sleep_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses.
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    state != Some("Z") && cmdline.starts_with(b"sleep\0")
+}
+
+/// Live processes whose process group is `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // After the name: state, ppid, pgrp.
+            let fields: Vec<&str> = stat
+                .rsplit_once(") ")
+                .map(|(_, rest)| rest.split_whitespace().collect())
+                .unwrap_or_default();
+            fields.first() != Some(&"Z") && fields.get(2) == Some(&pgid.to_string().as_str())
+        })
+        .collect()
+}
+
+/// The pids a script wrote with `echo $$ $! > "$0.pids"`: its own, and the
+/// grandchild of grace it forked.
+fn attempt_pids(program: &Path) -> Vec<u32> {
+    let path = program.with_extension("pids");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the new program wrote no {}: {e}", path.display()));
+    text.split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+/// An upgrade to `script` fails with `expected`; then nothing of the attempt
+/// may be left: not its process, not the grandchild it forked with our
+/// listening socket. Proven by the socket: after a stop, the port refuses
+/// connections, and a new server binds it.
+fn a_failed_attempt_leaves_nothing(script: &[u8], expected: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let program = private_binary(dir.path());
+    let addr = support::free_addr();
+    let config =
+        format!("message = \"m\"\n[server]\nlisten = [\"{addr}\"]\nupgrade_timeout = \"2s\"\n");
+    let mut grace = Grace::start_program(&program, dir, &config, &[], &[]);
+    install(&program, script, 0o755);
+    let (code, _, err) = upgrade(&grace);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(expected), "{err}");
+
+    let pids = attempt_pids(&program);
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    for pid in &pids {
+        assert!(
+            !sleep_alive(*pid),
+            "pid {pid} of the failed attempt outlived the verdict ({pids:?})"
+        );
+    }
+    let left = group_members(pids[0]);
+    assert!(
+        left.is_empty(),
+        "the attempt's process group lives on: {left:?}"
+    );
+    assert_eq!(
+        get(addr, "/").unwrap().body,
+        "m",
+        "the old process serves on"
+    );
+
+    // From another thread: we are grace's parent and must reap it, or the
+    // client would wait on a zombie.
+    let pid_file = grace.pid_file();
+    let cwd = grace.dir.path().to_owned();
+    let stop = std::thread::spawn(move || {
+        run(
+            &["stop", "--wait", "--pid-file", pid_file.to_str().unwrap()],
+            &cwd,
+        )
+    });
+    assert_eq!(grace.wait_exit(SOON).code(), Some(0));
+    let (code, out, err) = stop.join().unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    let refused = std::net::TcpStream::connect(addr).map(|_| ()).unwrap_err();
+    assert_eq!(
+        refused.kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "after the stop, {addr} must refuse: {refused}"
+    );
+    let again = Grace::start(&config);
+    assert_eq!(again.addr(), addr);
+    assert_eq!(get(addr, "/").unwrap().body, "m");
+}
+
+#[test]
+fn a_new_program_that_never_gets_ready_is_stopped_with_its_children() {
+    a_failed_attempt_leaves_nothing(
+        b"#!/bin/sh\nsleep 600 &\necho $$ $! > \"$0.pids\"\nexec sleep 1000\n",
+        "was not ready within 2.0s; stopped it",
+    );
+}
+
+#[test]
+fn a_new_program_that_exits_is_stopped_with_its_children() {
+    a_failed_attempt_leaves_nothing(
+        b"#!/bin/sh\nsleep 600 &\necho $$ $! > \"$0.pids\"\nexit 1\n",
+        "exited before it was ready: exit status: 1",
+    );
+}
+
+#[test]
+fn a_shutdown_during_an_upgrade_logs_the_verdict_before_the_exit_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = private_binary(dir.path());
+    let mut grace = Grace::start_program(
+        &program,
+        dir,
+        &config("m", "upgrade_timeout = \"60s\"", ""),
+        &[],
+        &[],
+    );
+    // It ignores SIGTERM, so stopping it takes the whole grace period: the
+    // verdict comes well after the drain (nothing in flight) is over.
+    install(
+        &program,
+        b"#!/bin/sh\ntrap '' TERM\necho $$ > \"$0.pids\"\nexec sleep 600\n",
+        0o755,
+    );
+    grace.signal(Signal::USR2);
+    // Past the trap: a SIGTERM before it would stop the script at once.
+    eventually(SOON, "the new program to start", || {
+        program.with_extension("pids").exists().then_some(())
+    });
+    grace.signal(Signal::TERM);
+    assert_eq!(grace.wait_exit(SOON).code(), Some(0));
+    grace.log().wait_for("exiting code=0");
+    let text = grace.log().text();
+    let lines: Vec<&str> = text.lines().collect();
+    let verdict = lines
+        .iter()
+        .position(|l| l.contains("upgrade not done"))
+        .unwrap_or_else(|| panic!("no verdict for the upgrade in the log:\n{text}"));
+    assert!(
+        lines[verdict].contains("the server is shutting down"),
+        "{}",
+        lines[verdict]
+    );
+    assert!(
+        lines.last().unwrap().contains("exiting code=0"),
+        "the exit line is not the last:\n{text}"
+    );
+    let pid = attempt_pids(&program)[0];
+    assert!(!sleep_alive(pid), "the new process (pid {pid}) outlived us");
+}

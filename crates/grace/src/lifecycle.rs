@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use tokio_util::task::TaskTracker;
+
 use crate::drain::{DrainSettings, ForceReason, Outcome, Shutdown};
 use crate::error::ReloadError;
 use crate::handoff::{Handoff, UpgradeError, Upgraded};
@@ -68,6 +70,7 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
                 shutdown,
                 drain_settings: Arc::new(drain_settings),
                 handoff: None,
+                upgrades: TaskTracker::new(),
                 #[cfg(feature = "systemd")]
                 notifier: None,
             },
@@ -123,9 +126,15 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
                 "upgrade requested, but upgrades are not enabled; ignored"
             ),
             Event::Upgrade => {
+                // Counted before the task first runs: `run` must not return
+                // (and the process exit) in between.
+                let running = c.upgrades.token();
                 let c = c.clone();
-                // The verdict is logged by `upgrade`; nobody waits for it.
-                tokio::spawn(async move { c.upgrade().await });
+                // The verdict is logged by `upgrade`; nobody else waits for it.
+                tokio::spawn(async move {
+                    let _running = running;
+                    c.upgrade().await
+                });
             }
         }
     }
@@ -135,7 +144,11 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
     /// # Return value
     /// Resolves once the shutdown is over, however it was asked for (a
     /// signal, [`Controller::stop`], a finished upgrade): every connection
-    /// gone, or cut at the deadline. The [`Outcome`] says which.
+    /// gone, or cut at the deadline. The [`Outcome`] says which. An upgrade
+    /// still under way then is waited for, so that its verdict is logged and
+    /// its new process stopped before the caller exits: it gives up as soon
+    /// as the shutdown begins, and stopping its process takes at most the
+    /// grace period of [`Handoff::upgrade`] (5 s, then SIGKILL).
     ///
     /// # Cancel safety
     /// Not cancel safe in a useful sense: dropping it stops signal handling,
@@ -145,20 +158,32 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
         if let Some(handoff) = self.controller.handoff.clone() {
             shutdown.on_drain(move || handoff.release());
         }
-        loop {
+        let outcome = loop {
             tokio::select! {
-                outcome = shutdown.wait() => return outcome,
+                outcome = shutdown.wait() => break outcome,
                 signal = signals.recv() => match signal {
                     Some(signal) => self.on_signal(signal),
-                    None => return shutdown.wait().await,
+                    None => break shutdown.wait().await,
                 },
             }
-        }
+        };
+        let upgrades = &self.controller.upgrades;
+        upgrades.close();
+        upgrades.wait().await;
+        outcome
     }
 
     fn on_signal(&self, signal: Signal) {
-        tracing::info!(signal = signal.name(), "signal received: {signal}");
-        self.handle(signal.event(), signal.name());
+        match signal.event() {
+            Some(event) => {
+                tracing::info!(signal = signal.name(), "signal received: {signal}");
+                self.handle(event, signal.name());
+            }
+            None => tracing::warn!(
+                signal = signal.name(),
+                "signal ignored: {signal} has no meaning for grace"
+            ),
+        }
     }
 }
 
@@ -188,6 +213,8 @@ pub struct Controller<T> {
     shutdown: Shutdown,
     drain_settings: Arc<SettingsFn<T>>,
     handoff: Option<Arc<Handoff>>,
+    // Upgrades under way, which `Lifecycle::run` waits for.
+    upgrades: TaskTracker,
     #[cfg(feature = "systemd")]
     notifier: Option<Arc<Notifier>>,
 }
@@ -199,6 +226,7 @@ impl<T> Clone for Controller<T> {
             shutdown: self.shutdown.clone(),
             drain_settings: self.drain_settings.clone(),
             handoff: self.handoff.clone(),
+            upgrades: self.upgrades.clone(),
             #[cfg(feature = "systemd")]
             notifier: self.notifier.clone(),
         }
@@ -307,6 +335,7 @@ impl<T: Send + Sync + 'static> Controller<T> {
         let Some(handoff) = &self.handoff else {
             return Err(UpgradeError::Disabled);
         };
+        let _running = self.upgrades.token();
         match handoff.upgrade(&self.shutdown).await {
             Ok(up) => {
                 tracing::info!(
@@ -327,6 +356,11 @@ impl<T: Send + Sync + 'static> Controller<T> {
                 };
                 self.shutdown.begin(settings);
                 Ok(up)
+            }
+            // Not "keeps serving": it is on its way out.
+            Err(e @ UpgradeError::ShuttingDown) => {
+                tracing::info!("upgrade not done: {e}");
+                Err(e)
             }
             Err(e) => {
                 tracing::warn!("upgrade not done, this process keeps serving: {e}");

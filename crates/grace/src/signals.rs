@@ -4,7 +4,34 @@
 //! |-------------------|--------------------------|
 //! | SIGHUP            | [`Event::Reload`]        |
 //! | SIGINT, SIGTERM, SIGQUIT | [`Event::Shutdown`] (a second one forces) |
+//! | SIGPWR, SIGXCPU   | [`Event::Shutdown`] (a second one forces) |
 //! | SIGUSR2           | [`Event::Upgrade`]       |
+//! | SIGUSR1, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGXFSZ, SIGSTKFLT | none: logged and ignored |
+//!
+//! Every signal whose default action ends the process, and that a server can
+//! sensibly survive, is in the table: an unexpected one must not cut requests
+//! in flight and leave the pid file behind. Why each does what it does:
+//!
+//! * SIGPWR: the power is failing (a UPS daemon, or LXC stopping a
+//!   container); time is short, so stop now, but gracefully.
+//! * SIGXCPU: the soft CPU-time limit is passed; the kernel sends SIGKILL at
+//!   the hard limit, sending SIGXCPU again for every CPU-second until then.
+//!   Stop gracefully; the next one forces, which still exits cleanly (pid
+//!   file removed) before the SIGKILL.
+//! * SIGUSR1: reserved; grace gives it no meaning yet.
+//! * SIGALRM, SIGVTALRM, SIGPROF: timer expiries; grace arms no such timer
+//!   (a profiler that does installs its own handler, which takes precedence).
+//! * SIGIO: signal-driven I/O, which grace never asks for.
+//! * SIGXFSZ: a write passed the file-size limit (a log file, say). Ignored,
+//!   the write fails with `EFBIG` instead, and serving goes on.
+//! * SIGSTKFLT: unused by Linux itself; only a stray `kill` sends it.
+//!
+//! Left alone: SIGKILL and SIGSTOP (cannot be caught); the synchronous fault
+//! signals SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS and SIGABRT (the
+//! program is broken; carrying on would be worse); job control (SIGTSTP,
+//! SIGTTIN, SIGTTOU, SIGCONT: stopping a server is the operator's call);
+//! those ignored by default (SIGCHLD, SIGURG, SIGWINCH); and the real-time
+//! signals (the C library reserves some; none is sent to a server unasked).
 //!
 //! Handlers are installed by [`Signals::install`], which should run before
 //! the process reports itself ready: from then on none of these signals can
@@ -25,10 +52,12 @@ use tokio::signal::unix::{signal, Signal as TokioSignal, SignalKind};
 ///
 /// assert_eq!(Signal::Term.name(), "SIGTERM");
 /// assert_eq!(Signal::Hup.to_string(), "SIGHUP");
-/// assert_eq!(Signal::Quit.event(), Event::Shutdown); // not a core dump
-/// assert_eq!(Signal::Usr2.event(), Event::Upgrade);
+/// assert_eq!(Signal::Quit.event(), Some(Event::Shutdown)); // not a core dump
+/// assert_eq!(Signal::Usr2.event(), Some(Event::Upgrade));
+/// assert_eq!(Signal::Usr1.event(), None); // survived, logged, nothing else
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Signal {
     /// SIGHUP.
     Hup,
@@ -40,6 +69,26 @@ pub enum Signal {
     Quit,
     /// SIGUSR2.
     Usr2,
+    /// SIGPWR (Linux): power failure.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    Pwr,
+    /// SIGXCPU: the soft CPU-time limit was passed.
+    Xcpu,
+    /// SIGUSR1.
+    Usr1,
+    /// SIGALRM.
+    Alrm,
+    /// SIGVTALRM.
+    Vtalrm,
+    /// SIGPROF.
+    Prof,
+    /// SIGIO (also known as SIGPOLL).
+    Io,
+    /// SIGXFSZ: a write passed the file-size limit.
+    Xfsz,
+    /// SIGSTKFLT (Linux).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    Stkflt,
 }
 
 impl Signal {
@@ -51,15 +100,37 @@ impl Signal {
             Signal::Term => "SIGTERM",
             Signal::Quit => "SIGQUIT",
             Signal::Usr2 => "SIGUSR2",
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Signal::Pwr => "SIGPWR",
+            Signal::Xcpu => "SIGXCPU",
+            Signal::Usr1 => "SIGUSR1",
+            Signal::Alrm => "SIGALRM",
+            Signal::Vtalrm => "SIGVTALRM",
+            Signal::Prof => "SIGPROF",
+            Signal::Io => "SIGIO",
+            Signal::Xfsz => "SIGXFSZ",
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Signal::Stkflt => "SIGSTKFLT",
         }
     }
 
-    /// What the signal asks for.
-    pub fn event(self) -> Event {
+    /// What the signal asks for; `None` for those grace only survives (the
+    /// module documentation says why, for each).
+    pub fn event(self) -> Option<Event> {
         match self {
-            Signal::Hup => Event::Reload,
-            Signal::Int | Signal::Term | Signal::Quit => Event::Shutdown,
-            Signal::Usr2 => Event::Upgrade,
+            Signal::Hup => Some(Event::Reload),
+            Signal::Int | Signal::Term | Signal::Quit | Signal::Xcpu => Some(Event::Shutdown),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Signal::Pwr => Some(Event::Shutdown),
+            Signal::Usr2 => Some(Event::Upgrade),
+            Signal::Usr1
+            | Signal::Alrm
+            | Signal::Vtalrm
+            | Signal::Prof
+            | Signal::Io
+            | Signal::Xfsz => None,
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Signal::Stkflt => None,
         }
     }
 }
@@ -114,9 +185,10 @@ pub enum Event {
 /// let mut signals = Signals::install()?;
 /// while let Some(signal) = signals.recv().await {
 ///     match signal.event() {
-///         Event::Reload => println!("reload"),
-///         Event::Shutdown => break,
-///         Event::Upgrade => println!("upgrade"),
+///         Some(Event::Reload) => println!("reload"),
+///         Some(Event::Shutdown) => break,
+///         Some(Event::Upgrade) => println!("upgrade"),
+///         None => println!("{signal} ignored"),
 ///     }
 /// }
 /// # Ok(()) }
@@ -141,6 +213,17 @@ impl Signals {
             (Signal::Term, SignalKind::terminate()),
             (Signal::Quit, SignalKind::quit()),
             (Signal::Usr2, SignalKind::user_defined2()),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            (Signal::Pwr, SignalKind::from_raw(libc::SIGPWR)),
+            (Signal::Xcpu, SignalKind::from_raw(libc::SIGXCPU)),
+            (Signal::Usr1, SignalKind::user_defined1()),
+            (Signal::Alrm, SignalKind::alarm()),
+            (Signal::Vtalrm, SignalKind::from_raw(libc::SIGVTALRM)),
+            (Signal::Prof, SignalKind::from_raw(libc::SIGPROF)),
+            (Signal::Io, SignalKind::io()),
+            (Signal::Xfsz, SignalKind::from_raw(libc::SIGXFSZ)),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            (Signal::Stkflt, SignalKind::from_raw(libc::SIGSTKFLT)),
         ];
         let streams = kinds
             .into_iter()

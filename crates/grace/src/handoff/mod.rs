@@ -12,6 +12,7 @@
 //!
 //! All `unsafe` code of grace lives in the private `sys` module here.
 
+mod group;
 mod inherit;
 mod ready;
 mod status;

@@ -247,7 +247,10 @@ impl Handoff {
     /// # Errors
     /// An [`UpgradeError`] saying why nothing changed: refused (another
     /// upgrade, a shutdown, PID 1), or the new process could not start,
-    /// exited or was not ready in time (it is stopped then).
+    /// exited or was not ready in time. It is stopped then, with every
+    /// process still in its process group (it gets one of its own): SIGTERM,
+    /// then SIGKILL after 5 s; this resolves only once they are gone.
+    /// Descendants that left the group (`setsid`) are out of reach.
     ///
     /// # Cancel safety
     /// Not cancel safe: dropping the future while the child starts leaves it
@@ -357,7 +360,7 @@ impl Handoff {
                 elapsed: start.elapsed(),
             }),
             Err(e) => {
-                stop(&mut child, pid).await;
+                super::group::stop(&mut child, pid).await;
                 Err(e)
             }
         }
@@ -433,6 +436,11 @@ impl Handoff {
 
         let mut command = Command::new(&self.program);
         command.kill_on_drop(false);
+        // A group of its own, so that a failed attempt is stopped with all
+        // it started (see `group`). A ready one keeps the group: a terminal's
+        // Ctrl+C, sent to the foreground group, no longer reaches it, which
+        // is what a server that outlives the process it replaced needs.
+        command.process_group(0);
         plan.install(&mut command);
         let child = command.spawn().map_err(|source| UpgradeError::Spawn {
             program: self.program.clone(),
@@ -450,27 +458,6 @@ async fn shutdown_started(phase: &mut tokio::sync::watch::Receiver<crate::drain:
         .wait_for(|p| *p != crate::drain::Phase::Running)
         .await
         .is_ok();
-}
-
-/// Stops a child that failed to take over: SIGTERM (it drains whatever it
-/// may have accepted), then SIGKILL if it lingers; always reaped.
-async fn stop(child: &mut Child, pid: u32) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
-    }
-    if let Some(raw) = child
-        .id()
-        .and_then(|p| rustix::process::Pid::from_raw(p as i32))
-    {
-        let _ = rustix::process::kill_process(raw, rustix::process::Signal::TERM);
-    }
-    if tokio::time::timeout(Duration::from_secs(5), child.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(pid, "the failed new process ignored SIGTERM; killing it");
-        let _ = child.kill().await;
-    }
 }
 
 fn resolve_program(arg0: &OsStr) -> io::Result<PathBuf> {
