@@ -57,6 +57,13 @@ fn a_burst_of_1000_hups_is_merged_and_ends_on_the_latest_file() {
         (body == "v1000").then_some(())
     });
     assert!(grace.is_running());
+    // The log reaches us through a queue and a pipe: count once the line of
+    // the generation now served has arrived, not before.
+    let metrics = support::parse_metrics(&get(grace.addr(), "/metrics").unwrap().body);
+    let generation = metrics["grace_config_generation"];
+    grace
+        .log()
+        .wait_for(&format!("reload accepted generation={generation} "));
     let reloads = grace.log().count("reload accepted");
     assert!(
         (1..100).contains(&reloads),
