@@ -7,7 +7,7 @@
 //! output moves again.
 
 use std::io::IsTerminal;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
@@ -70,19 +70,42 @@ impl Log {
         });
     }
 
-    /// Reports lines dropped since the last report, one last time.
+    /// Reports the lines dropped since start, one last time, before exit.
+    ///
+    /// The report goes through the same queue: right after a burst the
+    /// queue may still be full, and the report would be dropped with the
+    /// rest. It is tried again while the writer drains the queue, for up to
+    /// a second (the time the writer gets to flush at exit anyway).
     pub fn report_final(&self) {
-        report(&self.dropped, 0);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut own = 0;
+        loop {
+            let total = self.dropped.dropped_lines();
+            if total == own {
+                return;
+            }
+            warn_dropped(total - own);
+            if self.dropped.dropped_lines() == total || Instant::now() >= deadline {
+                return;
+            }
+            // That line was dropped too: it does not count as the server's.
+            own += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
 fn report(dropped: &ErrorCounter, reported: usize) -> usize {
     let total = dropped.dropped_lines();
     if total > reported {
-        tracing::warn!(
-            dropped_lines = total,
-            "log lines dropped: stderr did not keep up (the server kept serving)"
-        );
+        warn_dropped(total);
     }
     total
+}
+
+fn warn_dropped(total: usize) {
+    tracing::warn!(
+        dropped_lines = total,
+        "log lines dropped: stderr did not keep up (the server kept serving)"
+    );
 }
