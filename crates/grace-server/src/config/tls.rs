@@ -85,7 +85,7 @@ impl Checker {
             Some(listen) => {
                 let span = listen.span();
                 let addrs = self.listen(listen, false)?;
-                for addr in &addrs {
+                for (addr, entry) in &addrs {
                     if server.listen.contains(addr) {
                         return Err(self.fail(
                             span,
@@ -101,8 +101,13 @@ impl Checker {
                             format!("{addr} is also `admin_listen`: give it its own address"),
                         ));
                     }
+                    let what = "TLS listen address";
+                    let plain = server.listen.iter().copied();
+                    self.must_not_collide(what, *addr, entry, plain, "in `[server] listen`")?;
+                    let admin = server.admin_listen;
+                    self.must_not_collide(what, *addr, entry, admin, "`admin_listen`")?;
                 }
-                addrs
+                addrs.into_iter().map(|(addr, _)| addr).collect()
             }
         };
         let (Some(cert), Some(key)) = (&raw.cert, &raw.key) else {
