@@ -202,6 +202,29 @@ mod tests {
     }
 
     #[test]
+    fn tls_addresses_may_not_overlap_plain_or_admin_ones() {
+        let e = err(
+            "[server]\nlisten = \"127.0.0.1:8443\"\n[server.tls]\nlisten = \"0.0.0.0:8443\"\n\
+             cert = \"c.pem\"\nkey = \"k.pem\"\n",
+        );
+        assert!(
+            e.starts_with(
+                "/etc/grace/c.toml:4:10: TLS listen address 0.0.0.0:8443 overlaps \
+                 127.0.0.1:8443 (in `[server] listen`)"
+            ),
+            "{e}"
+        );
+        let e = err(
+            "[server]\nlisten = []\nadmin_listen = \"[::1]:9000\"\n[server.tls]\n\
+             listen = [\"127.0.0.1:8443\", \"[::]:9000\"]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+        );
+        assert!(
+            e.contains("TLS listen address [::]:9000 overlaps [::1]:9000 (`admin_listen`)"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn certificate_paths_are_relative_to_the_config_file() {
         let e =
             err("[server.tls]\nlisten = \"127.0.0.1:8443\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n");
