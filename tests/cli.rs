@@ -142,3 +142,45 @@ fn usage_errors_exit_64_and_version_works() {
     assert_eq!(code, 0);
     assert!(out.starts_with("grace "), "{out}");
 }
+
+#[test]
+fn check_summarises_every_address_it_would_listen_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(dir.path().join("c.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("c.key"), key.serialize_pem()).unwrap();
+    std::fs::write(
+        dir.path().join("tls.toml"),
+        "message = \"hi\"\n[server]\nlisten = \"127.0.0.1:8080\"\n\
+         admin_listen = \"127.0.0.1:9090\"\n[server.tls]\n\
+         listen = [\"127.0.0.1:8443\", \"[::1]:8443\"]\ncert = \"c.pem\"\nkey = \"c.key\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["check", "--config", "tls.toml"], dir.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(
+            "tls.toml: configuration is valid (1 routes, listening on 127.0.0.1:8080; \
+             TLS on 127.0.0.1:8443, [::1]:8443; admin on 127.0.0.1:9090)"
+        ),
+        "{out}"
+    );
+
+    // Only TLS: no empty plain list.
+    std::fs::write(
+        dir.path().join("tls-only.toml"),
+        "message = \"hi\"\n[server.tls]\nlisten = \"127.0.0.1:8443\"\n\
+         cert = \"c.pem\"\nkey = \"c.key\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["check", "--config", "tls-only.toml"], dir.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("tls-only.toml: configuration is valid (1 routes, TLS on 127.0.0.1:8443)"),
+        "{out}"
+    );
+}

@@ -5,11 +5,19 @@
 //! terminal, a slow log shipper) must not stop the server. When the queue is
 //! full, lines are dropped and counted, and the count is logged once the
 //! output moves again.
+//!
+//! One event is one line in both formats: JSON escapes what it quotes, and
+//! the text format escapes control characters in every field (see
+//! [`EscapedFields`]).
 
+use std::fmt;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
+use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -43,7 +51,7 @@ pub fn init(format: LogFormat) -> Log {
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal());
     match format {
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder.fmt_fields(EscapedFields::default()).init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
@@ -108,4 +116,59 @@ fn warn_dropped(total: usize) {
         dropped_lines = total,
         "log lines dropped: stderr did not keep up (the server kept serving)"
     );
+}
+
+/// The text format's fields, with control characters escaped as Rust
+/// writes them (`\n`, `\r`, `\u{1b}`).
+///
+/// Values come from outside the server: a config file (a listen address
+/// quoted in a rejected reload), a peer, a path. A line break in one would
+/// start a line the reader takes for an event of its own; a carriage return
+/// or an escape sequence would hide text on a terminal. The default
+/// formatter escapes only ANSI escapes, and only in the message.
+///
+/// The escaping sits under the default formatter, whose own styling would be
+/// escaped with the rest, so field names lose their italics on a terminal
+/// (levels and timestamps keep their colours: the event format draws them).
+#[derive(Default)]
+struct EscapedFields(DefaultFields);
+
+impl<'writer> FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> fmt::Result {
+        let mut escaped = Escaped(&mut writer);
+        self.0.format_fields(Writer::new(&mut escaped), fields)
+    }
+}
+
+/// Writes through to `W`, escaping control characters.
+struct Escaped<'a, W>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut rest = s;
+        while let Some(at) = rest.find(char::is_control) {
+            self.0.write_str(&rest[..at])?;
+            let c = rest[at..].chars().next().unwrap_or_default();
+            write!(self.0, "{}", c.escape_default())?;
+            rest = &rest[at + c.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Write;
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        let mut out = String::new();
+        write!(Escaped(&mut out), "a\nb\r\u{1b}[2K\u{85}é\t\"q\"").unwrap();
+        assert_eq!(out, "a\\nb\\r\\u{1b}[2K\\u{85}é\\t\"q\"");
+    }
 }

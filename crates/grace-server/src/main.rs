@@ -53,16 +53,10 @@ fn check(source: &Source) -> u8 {
     match source.load() {
         Ok(config) => {
             println!(
-                "{}: configuration is valid ({} routes, listening on {})",
+                "{}: configuration is valid ({} routes, {})",
                 source.origin(),
                 config.routes.len(),
-                config
-                    .server
-                    .listen
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                addresses(&config)
             );
             exit::OK
         }
@@ -71,4 +65,27 @@ fn check(source: &Source) -> u8 {
             exit::CONFIG
         }
     }
+}
+
+/// Every address the configuration serves on, by kind: "listening on A, B;
+/// TLS on C; admin on D".
+fn addresses(config: &config::Config) -> String {
+    let list = |addrs: &[std::net::SocketAddr]| {
+        addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut kinds = Vec::new();
+    if !config.server.listen.is_empty() {
+        kinds.push(format!("listening on {}", list(&config.server.listen)));
+    }
+    if let Some(tls) = &config.tls {
+        kinds.push(format!("TLS on {}", list(&tls.listen)));
+    }
+    if let Some(admin) = config.server.admin_listen {
+        kinds.push(format!("admin on {admin}"));
+    }
+    kinds.join("; ")
 }

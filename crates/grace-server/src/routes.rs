@@ -77,7 +77,7 @@ impl App {
                 let snapshot = self.config.load();
                 match snapshot.routes.get(path) {
                     Some(route) => {
-                        let mut res = Response::new(Full::new(route.body.clone()));
+                        let mut res = Response::new(Full::new(route.body));
                         *res.status_mut() = route.status;
                         *res.headers_mut() = route.headers.clone();
                         (res, route.delay)

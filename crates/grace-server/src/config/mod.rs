@@ -3,12 +3,13 @@
 
 mod error;
 mod hints;
+mod listen;
 #[cfg(test)]
 mod proptests;
 mod raw;
+mod routes;
 mod tls;
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -16,14 +17,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
-use http::{HeaderMap, StatusCode};
 use toml::Spanned;
 
 pub use error::{ConfigError, Origin};
 use grace::Limits;
-use raw::{RawConfig, RawLimits, RawRoute, RawServer};
+use raw::{RawConfig, RawLimits, RawServer};
+pub use routes::Routes;
 pub use tls::TlsSettings;
 
 /// The embedded default: the seed article's server.
@@ -44,7 +43,7 @@ pub const METRICS_PATH: &str = "/metrics";
 pub struct Config {
     pub server: Server,
     /// Exact path → response. `/` comes from `message` when it is set.
-    pub routes: HashMap<String, Route>,
+    pub routes: Routes,
     /// What one client may cost: `[limits]`.
     pub limits: Limits,
     /// `[server.tls]`, with its certificates loaded and checked.
@@ -69,14 +68,6 @@ pub struct Server {
     /// Whether `/metrics` is served and requests are tallied; taken at start
     /// only.
     pub metrics: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct Route {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-    pub delay: Duration,
 }
 
 /// Where to read the configuration from.
@@ -152,6 +143,15 @@ fn is_blank(text: &str) -> bool {
 
 /// Parses and checks `text`.
 pub fn parse(text: &str, origin: Origin) -> Result<Config, ConfigError> {
+    // Files are refused over this before they are read; text given here
+    // directly is held to the same, which keeps offsets into it small.
+    if text.len() as u64 > MAX_FILE_SIZE {
+        return Err(ConfigError::too_large(
+            origin,
+            text.len() as u64,
+            MAX_FILE_SIZE,
+        ));
+    }
     if is_blank(text) {
         return Err(ConfigError::empty(origin));
     }
@@ -169,12 +169,20 @@ pub fn parse(text: &str, origin: Origin) -> Result<Config, ConfigError> {
             ),
         )
     })?;
-    Checker { origin, text }.config(raw)
+    Checker {
+        origin,
+        text,
+        dual_stack: listen::v6_wildcard_takes_v4(),
+    }
+    .config(raw)
 }
 
 struct Checker {
     origin: Origin,
     text: Arc<str>,
+    /// Whether `[::]` takes IPv4 too here, so that it collides with IPv4
+    /// addresses on its port.
+    dual_stack: bool,
 }
 
 impl Checker {
@@ -192,43 +200,7 @@ impl Checker {
             None => None,
             Some(raw_tls) => Some(self.tls(raw_tls, &server)?),
         };
-        let mut routes = HashMap::new();
-        if let Some(message) = raw.message {
-            routes.insert(
-                "/".to_owned(),
-                Route {
-                    status: StatusCode::OK,
-                    headers: text_plain(),
-                    body: Bytes::from(message.into_inner()),
-                    delay: Duration::ZERO,
-                },
-            );
-        }
-        for raw_route in raw.routes {
-            let span = raw_route.path.span();
-            if server.metrics
-                && server.admin_listen.is_none()
-                && raw_route.path.get_ref() == METRICS_PATH
-            {
-                return Err(self.fail(
-                    span,
-                    format!(
-                        "route path \"{METRICS_PATH}\" is reserved for grace's metrics; \
-                         set `[server] admin_listen` to serve them elsewhere"
-                    ),
-                ));
-            }
-            let (path, route) = self.route(raw_route)?;
-            if routes.contains_key(&path) {
-                let why = if path == "/" {
-                    "`message` already answers \"/\""
-                } else {
-                    "another route has the same path"
-                };
-                return Err(self.fail(span, format!("duplicate route \"{path}\": {why}")));
-            }
-            routes.insert(path, route);
-        }
+        let routes = self.routes(raw.message.as_ref(), &raw.routes, &server)?;
         let mut limits = self.limits(raw.limits)?;
         if let Some(tls) = &tls {
             limits.tls_handshake_timeout = tls.handshake_timeout;
@@ -325,7 +297,11 @@ impl Checker {
         let listen = match raw.listen {
             None if tls_only => Vec::new(),
             None => vec![SocketAddr::from(([0, 0, 0, 0], 8080))],
-            Some(listen) => self.listen(listen, tls_only)?,
+            Some(listen) => self
+                .listen(listen, tls_only)?
+                .into_iter()
+                .map(|(addr, _)| addr)
+                .collect(),
         };
         let control_socket = match raw.control_socket {
             None => None,
@@ -344,27 +320,7 @@ impl Checker {
         };
         let admin_listen = match raw.admin_listen {
             None => None,
-            Some(addr) => {
-                let parsed: SocketAddr = addr.get_ref().parse().map_err(|_| {
-                    self.fail(
-                        addr.span(),
-                        format!(
-                            "invalid admin_listen address \"{}\": expected IP:PORT, such as \
-                             \"127.0.0.1:9090\"",
-                            addr.get_ref()
-                        ),
-                    )
-                })?;
-                if listen.contains(&parsed) && parsed.port() != 0 {
-                    return Err(self.fail(
-                        addr.span(),
-                        format!(
-                            "admin_listen {parsed} is also in `listen`: give it its own address"
-                        ),
-                    ));
-                }
-                Some(parsed)
-            }
+            Some(addr) => Some(self.admin_listen(&addr, &listen)?),
         };
         Ok(Server {
             control_socket,
@@ -405,46 +361,6 @@ impl Checker {
         })
     }
 
-    fn listen(
-        &self,
-        listen: Spanned<raw::Listen>,
-        may_be_empty: bool,
-    ) -> Result<Vec<SocketAddr>, ConfigError> {
-        let whole = listen.span();
-        let entries = listen.into_inner().0;
-        if entries.is_empty() && !may_be_empty {
-            return Err(self.fail(whole, "`listen` is empty: give at least one address"));
-        }
-        let mut addrs: Vec<SocketAddr> = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let span = if entry.span().is_empty() {
-                whole.clone()
-            } else {
-                entry.span()
-            };
-            let text = entry.get_ref();
-            let addr: SocketAddr = text.parse().map_err(|_| {
-                let hint = if text.parse::<std::net::IpAddr>().is_ok() {
-                    " (it has no port)"
-                } else {
-                    ""
-                };
-                self.fail(
-                    span.clone(),
-                    format!(
-                        "invalid listen address \"{text}\"{hint}: expected IP:PORT, \
-                         such as \"0.0.0.0:8080\" or \"[::1]:8080\""
-                    ),
-                )
-            })?;
-            if addrs.contains(&addr) {
-                return Err(self.fail(span, format!("listen address {addr} is given twice")));
-            }
-            addrs.push(addr);
-        }
-        Ok(addrs)
-    }
-
     fn duration(
         &self,
         value: Option<Spanned<String>>,
@@ -477,92 +393,6 @@ impl Checker {
         }
         Ok(d)
     }
-
-    fn route(&self, raw: RawRoute) -> Result<(String, Route), ConfigError> {
-        let path_span = raw.path.span();
-        let path = raw.path.into_inner();
-        if !path.starts_with('/') {
-            return Err(self.fail(
-                path_span,
-                format!("route path \"{path}\" must start with \"/\""),
-            ));
-        }
-        if path.parse::<http::uri::PathAndQuery>().is_err() || path.contains('?') {
-            return Err(self.fail(
-                path_span,
-                format!("route path \"{path}\" is not a valid URL path"),
-            ));
-        }
-        if RESERVED_PATHS.contains(&path.as_str()) {
-            return Err(self.fail(
-                path_span,
-                format!("route path \"{path}\" is reserved for grace's own probe"),
-            ));
-        }
-        let status = match raw.status {
-            None => StatusCode::OK,
-            Some(status) => {
-                let code = *status.get_ref();
-                u16::try_from(code)
-                    .ok()
-                    .filter(|c| (200..=599).contains(c))
-                    .and_then(|c| StatusCode::from_u16(c).ok())
-                    .ok_or_else(|| {
-                        self.fail(
-                            status.span(),
-                            format!("invalid status {code}: expected a number from 200 to 599"),
-                        )
-                    })?
-            }
-        };
-        let mut headers = HeaderMap::new();
-        for (name, value) in raw.headers.unwrap_or_default() {
-            let header = HeaderName::from_bytes(name.get_ref().as_bytes()).map_err(|_| {
-                self.fail(
-                    name.span(),
-                    format!("invalid header name \"{}\"", name.get_ref()),
-                )
-            })?;
-            let header_value = HeaderValue::from_str(value.get_ref()).map_err(|_| {
-                self.fail(
-                    value.span(),
-                    format!(
-                        "invalid value for header \"{}\": control characters and non-ASCII \
-                         text are not allowed",
-                        name.get_ref()
-                    ),
-                )
-            })?;
-            headers.append(header, header_value);
-        }
-        if !headers.contains_key(CONTENT_TYPE) {
-            headers.extend(text_plain());
-        }
-        let delay = self.duration(
-            raw.delay,
-            Duration::ZERO,
-            Duration::ZERO..=Duration::from_secs(3600),
-            "delay",
-        )?;
-        Ok((
-            path,
-            Route {
-                status,
-                headers,
-                body: Bytes::from(raw.body.unwrap_or_default()),
-                delay,
-            },
-        ))
-    }
-}
-
-fn text_plain() -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers
 }
 
 #[cfg(test)]
@@ -578,7 +408,7 @@ mod tests {
     #[test]
     fn the_embedded_default_is_the_articles_server() {
         let config = Source::Embedded.load().unwrap();
-        assert_eq!(config.routes["/"].body, "Before hot reload");
+        assert_eq!(config.routes.get("/").unwrap().body, "Before hot reload");
         assert_eq!(config.server.listen, vec!["0.0.0.0:8080".parse().unwrap()]);
         assert_eq!(config.server.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(config.server.shutdown_delay, Duration::ZERO);
@@ -603,13 +433,13 @@ headers = { "x-app" = "grace", "content-type" = "application/json" }
         )
         .unwrap();
         assert_eq!(config.server.listen, vec!["127.0.0.1:0".parse().unwrap()]);
-        let slow = &config.routes["/slow"];
+        let slow = config.routes.get("/slow").unwrap();
         assert_eq!(slow.status, 201);
         assert_eq!(slow.delay, Duration::from_millis(250));
         assert_eq!(slow.headers["x-app"], "grace");
         assert_eq!(slow.headers["content-type"], "application/json");
         assert_eq!(
-            config.routes["/"].headers["content-type"],
+            config.routes.get("/").unwrap().headers["content-type"],
             "text/plain; charset=utf-8"
         );
     }

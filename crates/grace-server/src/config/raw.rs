@@ -76,7 +76,7 @@ pub struct RawLimits {
 pub struct RawRoute {
     pub path: Spanned<String>,
     pub status: Option<Spanned<i64>>,
-    pub body: Option<String>,
+    pub body: Option<Spanned<String>>,
     pub headers: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     pub delay: Option<Spanned<String>>,
 }

@@ -85,7 +85,7 @@ impl Checker {
             Some(listen) => {
                 let span = listen.span();
                 let addrs = self.listen(listen, false)?;
-                for addr in &addrs {
+                for (addr, entry) in &addrs {
                     if server.listen.contains(addr) {
                         return Err(self.fail(
                             span,
@@ -101,8 +101,13 @@ impl Checker {
                             format!("{addr} is also `admin_listen`: give it its own address"),
                         ));
                     }
+                    let what = "TLS listen address";
+                    let plain = server.listen.iter().copied();
+                    self.must_not_collide(what, *addr, entry, plain, "in `[server] listen`")?;
+                    let admin = server.admin_listen;
+                    self.must_not_collide(what, *addr, entry, admin, "`admin_listen`")?;
                 }
-                addrs
+                addrs.into_iter().map(|(addr, _)| addr).collect()
             }
         };
         let (Some(cert), Some(key)) = (&raw.cert, &raw.key) else {
@@ -192,6 +197,29 @@ mod tests {
         );
         assert!(
             e.contains("in both `[server] listen` and `[server.tls] listen`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn tls_addresses_may_not_overlap_plain_or_admin_ones() {
+        let e = err(
+            "[server]\nlisten = \"127.0.0.1:8443\"\n[server.tls]\nlisten = \"0.0.0.0:8443\"\n\
+             cert = \"c.pem\"\nkey = \"k.pem\"\n",
+        );
+        assert!(
+            e.starts_with(
+                "/etc/grace/c.toml:4:10: TLS listen address 0.0.0.0:8443 overlaps \
+                 127.0.0.1:8443 (in `[server] listen`)"
+            ),
+            "{e}"
+        );
+        let e = err(
+            "[server]\nlisten = []\nadmin_listen = \"[::1]:9000\"\n[server.tls]\n\
+             listen = [\"127.0.0.1:8443\", \"[::]:9000\"]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+        );
+        assert!(
+            e.contains("TLS listen address [::]:9000 overlaps [::1]:9000 (`admin_listen`)"),
             "{e}"
         );
     }
