@@ -6,6 +6,7 @@ pub(crate) mod admission;
 mod conn;
 mod detect;
 mod limits;
+mod log_limit;
 mod tracked;
 mod write_timeout;
 
