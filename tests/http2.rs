@@ -229,6 +229,7 @@ mod stalls {
         let mut s = zero_window(grace.addr());
         let since = open_stalled_streams(&mut s);
         let held = held_until_closed(&mut s, since);
+        println!("closed {held:?} after the first response headers");
         assert!(held < Duration::from_secs(8), "held for {held:?}");
         // Everyone else is still served.
         let mut other = h2::H2::open(grace.addr()).unwrap();
@@ -248,6 +249,7 @@ mod stalls {
         let signalled = Instant::now();
         grace.signal(Signal::TERM);
         assert_eq!(grace.wait_exit(SOON).code(), Some(0));
+        println!("exited {:?} after SIGTERM", signalled.elapsed());
         assert!(
             signalled.elapsed() < Duration::from_secs(10),
             "{:?}",

@@ -317,4 +317,43 @@ mod tests {
         idle.await.unwrap();
         assert!(done.elapsed() >= Duration::from_secs(1));
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stall_is_a_response_waiting_with_nothing_written() {
+        let timeout = Duration::from_secs(1);
+        let activity = Activity::new();
+        let not_within = |d: u64| {
+            let activity = activity.clone();
+            async move {
+                let stalled = activity.stalled_for(timeout);
+                tokio::time::timeout(Duration::from_secs(d), stalled)
+                    .await
+                    .is_err()
+            }
+        };
+        assert!(not_within(10).await, "idle is not a stall");
+        let mut request = activity.begin_request();
+        assert!(not_within(10).await, "a handler at work is not a stall");
+        request.begin_sending();
+        request.body_waiting(true);
+        assert!(not_within(10).await, "a body at work is not a stall");
+        request.body_waiting(false);
+        let writer = tokio::spawn({
+            let activity = activity.clone();
+            async move {
+                for _ in 0..10 {
+                    activity.wrote.store(true, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        });
+        assert!(not_within(4).await, "a slow reader makes progress");
+        writer.await.unwrap();
+        let started = Instant::now();
+        activity.stalled_for(timeout).await;
+        let took = started.elapsed();
+        assert!(took >= timeout && took <= timeout * 3 / 2, "{took:?}");
+        drop(request);
+        assert_eq!(activity.sending.load(Ordering::Relaxed), 0);
+    }
 }
