@@ -33,19 +33,25 @@ impl Rejections {
         })
     }
 
-    /// Counts a request answered with `status`, and logs it unless another
-    /// was logged less than a second ago.
+    /// Counts a request answered with `status`, and logs it at `info`
+    /// unless another was less than a second ago (then at `debug`, where
+    /// every one shows).
     pub(crate) fn record(&self, peer: SocketAddr, status: StatusCode, why: impl Display) {
         if let Some(stats) = &self.stats {
             stats.reject(status);
         }
-        if let Some(suppressed) = self.log.admit() {
-            tracing::info!(
+        match self.log.admit() {
+            Some(suppressed) => tracing::info!(
                 %peer,
                 status = status.as_u16(),
                 suppressed,
                 "rejected a request with {status}: {why}"
-            );
+            ),
+            None => tracing::debug!(
+                %peer,
+                status = status.as_u16(),
+                "rejected a request with {status}: {why}"
+            ),
         }
     }
 }
