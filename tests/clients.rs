@@ -504,3 +504,57 @@ fn limits_change_on_reload_for_new_connections() {
     grace.log().wait_for("limits changed");
     assert_eq!(head(grace.addr()), 431);
 }
+
+#[test]
+fn http11_without_exactly_one_host_gets_400_and_a_close() {
+    let grace = Grace::start(&config("m", "", ""));
+    let answer = |request: &str| {
+        let mut s = TcpStream::connect(grace.addr()).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        String::from_utf8(read_all(&mut s)).unwrap()
+    };
+    // RFC 9112 §3.2. A second request pipelined behind the first is never
+    // served: the connection closes after the 400.
+    for request in [
+        "GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET http://t/ HTTP/1.1\r\n\r\n",
+    ] {
+        let response = answer(request);
+        assert_eq!(
+            status_of(response.as_bytes()),
+            400,
+            "{request:?} -> {response:?}"
+        );
+        assert_eq!(response.matches("HTTP/1.1").count(), 1, "{response:?}");
+        assert!(
+            response.to_ascii_lowercase().contains("connection: close"),
+            "{response:?}"
+        );
+    }
+    // HTTP/1.0 has no Host requirement; absolute form names its host.
+    assert_eq!(status_of(answer("GET / HTTP/1.0\r\n\r\n").as_bytes()), 200);
+    let absolute = answer("GET http://t/ HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n");
+    assert_eq!(status_of(absolute.as_bytes()), 200, "{absolute:?}");
+    assert_eq!(get(grace.addr(), "/").unwrap().body, "m");
+}
+
+#[test]
+fn a_request_line_longer_than_the_head_limit_gets_414() {
+    let grace = Grace::start(&config("m", "", ""));
+    let status = |uri_bytes: usize| {
+        let mut s = TcpStream::connect(grace.addr()).unwrap();
+        let req = format!(
+            "GET /{} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            "u".repeat(uri_bytes)
+        );
+        // The server may answer and close before it read it all.
+        let _ = s.write_all(req.as_bytes());
+        status_of(&read_all(&mut s))
+    };
+    assert_eq!(status(100 * 1024), 414);
+    assert_eq!(status(33 * 1024), 414);
+    // Under the limit a long URI is served (the route table has no match
+    // for it: 404 is the service's answer, not a rejection).
+    assert_eq!(status(20 * 1024), 404);
+}

@@ -183,3 +183,53 @@ fn throughput_with_metrics_is_at_least_98_percent_of_without() {
     println!("median on/off throughput ratio over {PAIRS} pairs: {median:.4}");
     assert!(median >= 0.98, "median on/off throughput ratio {median:.4}");
 }
+
+#[test]
+fn requests_grace_rejects_itself_are_counted_and_logged_once_a_second() {
+    use std::io::{Read, Write};
+    let grace = Grace::start(&config("m", "", ""));
+    let send = |bytes: &[u8]| {
+        let mut s = std::net::TcpStream::connect(grace.addr()).unwrap();
+        s.set_read_timeout(Some(support::SOON)).unwrap();
+        // The server may answer and close before it read it all.
+        let _ = s.write_all(bytes);
+        let mut response = Vec::new();
+        let _ = s.read_to_end(&mut response);
+        String::from_utf8_lossy(&response)
+            .split_whitespace()
+            .nth(1)
+            .map(str::to_owned)
+    };
+    const GARBAGE: usize = 30;
+    for _ in 0..GARBAGE {
+        assert_eq!(send(b"\x00\x01 nonsense\r\n\r\n").as_deref(), Some("400"));
+    }
+    assert_eq!(send(b"GET / HTTP/1.1\r\n\r\n").as_deref(), Some("400"));
+    let big_header = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(40_000)
+    );
+    assert_eq!(send(big_header.as_bytes()).as_deref(), Some("431"));
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "u".repeat(100_000));
+    assert_eq!(send(long_uri.as_bytes()).as_deref(), Some("414"));
+
+    let m = scrape(grace.addr());
+    assert_eq!(
+        m["grace_http_rejected_requests_total{status=\"400\"}"],
+        (GARBAGE + 1) as f64
+    );
+    assert_eq!(m["grace_http_rejected_requests_total{status=\"414\"}"], 1.0);
+    assert_eq!(m["grace_http_rejected_requests_total{status=\"431\"}"], 1.0);
+    // Not requests the service answered.
+    assert_eq!(m["grace_http_requests_total{class=\"4xx\"}"], 0.0);
+
+    let line = grace.log().wait_for("rejected a request with 400");
+    assert!(line.contains("suppressed="), "{line}");
+    let logged = grace.log().count("rejected a request");
+    assert!(
+        logged < GARBAGE / 2,
+        "{logged} lines for {} rejections:\n{}",
+        GARBAGE + 3,
+        grace.log().text()
+    );
+}

@@ -4,10 +4,15 @@
 //! serves. On HTTP/1, bytes read do count: they are the next request's head
 //! on its way (hyper would close a keep-alive connection mid-head if asked
 //! to), and the header read timeout bounds a head trickled a byte at a time.
+//!
+//! On HTTP/2 it also tells a client that stalls the server's writes: HTTP/1
+//! writes block on such a client and the write timeout cuts them, but HTTP/2
+//! flow control keeps the data in the server, the socket stays writable, and
+//! only the connection knows that responses wait and nothing goes out.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +28,12 @@ pub(crate) struct Activity {
     // Milliseconds from `start` to the last request's beginning or end.
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
+    // HTTP/2: responses that have data to send and are not waiting on their
+    // own body, so only the client (its flow-control window) holds them.
+    sending: AtomicUsize,
+    // HTTP/2: set by each write that moved bytes to the socket, cleared by
+    // the stall check.
+    wrote: AtomicBool,
 }
 
 impl Activity {
@@ -31,6 +42,8 @@ impl Activity {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            sending: AtomicUsize::new(0),
+            wrote: AtomicBool::new(false),
         })
     }
 
@@ -51,6 +64,7 @@ impl Activity {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight {
             activity: self.clone(),
+            sending: Sending::No,
         }
     }
 
@@ -77,17 +91,149 @@ impl Activity {
             tokio::time::sleep(wait.max(Duration::from_millis(10))).await;
         }
     }
+
+    /// Resolves once responses have waited on the client for `timeout`
+    /// with not one byte written to it (checked every quarter `timeout`, so
+    /// up to half a `timeout` late, never early).
+    /// Any byte written counts as progress, so a slow reader that opens
+    /// its window a little at a time stays, and so does a connection
+    /// with nothing to send (idle, or handlers still working).
+    ///
+    /// # Cancel safety
+    /// Cancel safe; a new call starts counting afresh.
+    pub(crate) async fn stalled_for(&self, timeout: Duration) {
+        let tick = (timeout / 4).max(Duration::from_millis(10));
+        let mut since: Option<Instant> = None;
+        loop {
+            tokio::time::sleep(tick).await;
+            // Relaxed: both sides run on the connection's task; a stale
+            // value only moves the verdict by one tick.
+            let wrote = self.wrote.swap(false, Ordering::Relaxed);
+            if wrote || self.sending.load(Ordering::Relaxed) == 0 {
+                since = None;
+                continue;
+            }
+            // Counted from the first tick that saw the stall: never early,
+            // up to one tick late.
+            if since.get_or_insert_with(Instant::now).elapsed() >= timeout {
+                return;
+            }
+        }
+    }
+}
+
+/// Whether an HTTP/2 response counts in [`Activity::stalled_for`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sending {
+    /// HTTP/1, or no response head yet: the handler is working.
+    No,
+    /// Its data waits for the client.
+    Yes,
+    /// Its body has no data ready: the application is working.
+    Parked,
 }
 
 /// Keeps a request counted on its connection; see [`Activity::begin_request`].
 pub(crate) struct InFlight {
     activity: Arc<Activity>,
+    sending: Sending,
+}
+
+impl InFlight {
+    /// HTTP/2: the response head is ready, its body is to be sent.
+    pub(crate) fn begin_sending(&mut self) {
+        if self.sending == Sending::No {
+            self.sending = Sending::Yes;
+            self.activity.sending.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The body had no data ready (`true`) or produced a frame (`false`):
+    /// while it has none, the client is not the one holding the response.
+    pub(crate) fn body_waiting(&mut self, waiting: bool) {
+        match (self.sending, waiting) {
+            (Sending::Yes, true) => {
+                self.sending = Sending::Parked;
+                self.activity.sending.fetch_sub(1, Ordering::Relaxed);
+            }
+            (Sending::Parked, false) => {
+                self.sending = Sending::Yes;
+                self.activity.sending.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.activity.touch();
         self.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.sending == Sending::Yes {
+            self.activity.sending.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// An IO whose writes count as progress for [`Activity::stalled_for`]
+/// (HTTP/2).
+pub(crate) struct WriteProgress<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T> WriteProgress<T> {
+    pub(crate) fn new(inner: T, activity: Arc<Activity>) -> Self {
+        WriteProgress { inner, activity }
+    }
+
+    fn on_write(&self, poll: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.wrote.store(true, Ordering::Relaxed);
+        }
+        poll
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WriteProgress<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WriteProgress<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.on_write(poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.on_write(poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -170,5 +316,44 @@ mod tests {
         let done = Instant::now();
         idle.await.unwrap();
         assert!(done.elapsed() >= Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stall_is_a_response_waiting_with_nothing_written() {
+        let timeout = Duration::from_secs(1);
+        let activity = Activity::new();
+        let not_within = |d: u64| {
+            let activity = activity.clone();
+            async move {
+                let stalled = activity.stalled_for(timeout);
+                tokio::time::timeout(Duration::from_secs(d), stalled)
+                    .await
+                    .is_err()
+            }
+        };
+        assert!(not_within(10).await, "idle is not a stall");
+        let mut request = activity.begin_request();
+        assert!(not_within(10).await, "a handler at work is not a stall");
+        request.begin_sending();
+        request.body_waiting(true);
+        assert!(not_within(10).await, "a body at work is not a stall");
+        request.body_waiting(false);
+        let writer = tokio::spawn({
+            let activity = activity.clone();
+            async move {
+                for _ in 0..10 {
+                    activity.wrote.store(true, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        });
+        assert!(not_within(4).await, "a slow reader makes progress");
+        writer.await.unwrap();
+        let started = Instant::now();
+        activity.stalled_for(timeout).await;
+        let took = started.elapsed();
+        assert!(took >= timeout && took <= timeout * 3 / 2, "{took:?}");
+        drop(request);
+        assert_eq!(activity.sending.load(Ordering::Relaxed), 0);
     }
 }

@@ -5,11 +5,11 @@
 
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use tokio::sync::Notify;
-use tokio::time::Instant;
+
+use super::log_limit::LogLimit;
 
 /// Counts open connections against a limit shared by every listener of a
 /// server. Cheap to clone.
@@ -23,13 +23,7 @@ struct Inner {
     max: AtomicUsize,
     // Woken when a slot frees or the limit is raised.
     freed: Notify,
-    log: Mutex<RateLimit>,
-}
-
-#[derive(Default)]
-struct RateLimit {
-    last: Option<Instant>,
-    suppressed: u64,
+    log: LogLimit,
 }
 
 /// One open connection's place under the limit; freed when dropped.
@@ -51,7 +45,7 @@ impl Admission {
                 open: AtomicUsize::new(0),
                 max: AtomicUsize::new(max.max(1)),
                 freed: Notify::new(),
-                log: Mutex::new(RateLimit::default()),
+                log: LogLimit::default(),
             }),
         }
     }
@@ -106,26 +100,13 @@ impl Admission {
     }
 
     fn log_full(&self, listener: &str) {
-        let mut log = self
-            .inner
-            .log
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        if log
-            .last
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
-        {
+        if let Some(suppressed) = self.inner.log.admit() {
             tracing::warn!(
                 listener,
                 max_connections = self.inner.max.load(Ordering::Relaxed),
-                suppressed = log.suppressed,
+                suppressed,
                 "connection limit reached: not accepting until a connection closes; new ones wait in the backlog"
             );
-            log.last = Some(now);
-            log.suppressed = 0;
-        } else {
-            log.suppressed += 1;
         }
     }
 }
@@ -133,6 +114,7 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
     async fn waits_at_the_limit_and_wakes_when_a_slot_frees() {

@@ -10,7 +10,10 @@
 //! And under the [`Limits`]: a connection idle for the idle timeout is closed
 //! the same way (asked first, dropped if it ignores the request for another
 //! idle timeout); a write stuck on a client that does not read fails after
-//! the write timeout; heads are bounded in time and size.
+//! the write timeout, and an HTTP/2 connection whose responses wait on a
+//! client that opens no flow-control window is closed after it too; heads
+//! are bounded in time and size, and a request line longer than the head
+//! limit gets `414` (see `detect::request_line_fits`).
 //!
 //! On a TLS listener the handshake comes first, bounded by the handshake
 //! timeout and cut on force; a drain lets it finish (the connection was
@@ -37,11 +40,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::activity::{Activity, ReadActivity};
+use super::activity::{Activity, ReadActivity, WriteProgress};
 use super::admission::Slot;
-use super::detect::{detect, Protocol, Rewind};
+use super::detect::{detect, request_line_fits, Protocol, Rewind};
 use super::limits::Limits;
-use super::tracked::Tracked;
+use super::reject::{self, Rejections};
+use super::tracked::{Tracked, Wire};
 use super::write_timeout::WriteTimeout;
 use crate::drain::Shutdown;
 use crate::error::BoxError;
@@ -60,6 +64,8 @@ pub(crate) struct Setup<S> {
     pub(crate) drain: CancellationToken,
     pub(crate) limits: Limits,
     pub(crate) stats: Option<Arc<RequestStats>>,
+    /// The server's count and log of requests it answers itself.
+    pub(crate) rejections: Arc<Rejections>,
     /// Set on TLS listeners: each connection does the handshake first.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::Tls>,
@@ -119,16 +125,33 @@ where
         drain,
         limits,
         stats,
+        rejections,
         ..
     } = setup;
     let mut buf = BytesMut::with_capacity(1024);
+    let opening = async {
+        let protocol = detect(&mut stream, &mut buf).await?;
+        if protocol == Some(Protocol::Http1)
+            && !request_line_fits(&mut stream, &mut buf, limits.header_size()).await?
+        {
+            return Ok(Some(Opening::UriTooLong));
+        }
+        Ok::<_, std::io::Error>(protocol.map(Opening::Speaks))
+    };
     let protocol = {
         let mut idle = pin!(idle_deadline(&shutdown, &drain));
         tokio::select! {
             biased;
             _ = shutdown.forced() => return,
-            detected = detect(&mut stream, &mut buf) => match detected {
-                Ok(Some(protocol)) => protocol,
+            opened = opening => match opened {
+                Ok(Some(Opening::Speaks(protocol))) => protocol,
+                Ok(Some(Opening::UriTooLong)) => {
+                    let limit = limits.header_size();
+                    rejections.record(peer, http::StatusCode::URI_TOO_LONG, format_args!("a request line longer than the head limit ({limit} bytes)"));
+                    reject::answer_uri_too_long(&mut stream, limits.write_timeout).await;
+                    linger_close(stream, &shutdown).await;
+                    return;
+                }
                 Ok(None) => return,
                 Err(e) => {
                     tracing::debug!(%peer, "connection failed before a request: {e}");
@@ -155,11 +178,19 @@ where
         limits,
         activity,
         stats,
+        rejections,
     };
     match protocol {
         Protocol::Http1 => serve_http1(io, service, conn).await,
         Protocol::Http2 => serve_http2(io, service, conn).await,
     }
+}
+
+/// How a connection starts.
+enum Opening {
+    Speaks(Protocol),
+    /// HTTP/1 with a request line longer than the whole head may be.
+    UriTooLong,
 }
 
 /// What both protocols need to know about their connection.
@@ -170,6 +201,7 @@ struct Conn {
     limits: Limits,
     activity: Arc<Activity>,
     stats: Option<Arc<RequestStats>>,
+    rejections: Arc<Rejections>,
 }
 
 /// Why a connection is asked to close between requests.
@@ -210,7 +242,11 @@ where
             Tracked::new(
                 service,
                 shutdown.clone(),
-                Some(drain.clone()),
+                Wire::Http1 {
+                    drain: drain.clone(),
+                    peer: *peer,
+                    rejections: c.rejections.clone(),
+                },
                 c.activity.clone(),
                 c.stats.clone(),
             ),
@@ -234,16 +270,14 @@ where
             }
         }
     };
+    let parts = conn.into_parts();
     if let Err(e) = result {
-        tracing::debug!(%peer, "http/1 connection ended with an error: {e}");
+        match reject::hyper_answer(&e, &parts.read_buf) {
+            Some(status) => c.rejections.record(*peer, status, e),
+            None => tracing::debug!(%peer, "http/1 connection ended with an error: {e}"),
+        }
     }
-    let io = conn
-        .into_parts()
-        .io
-        .into_inner()
-        .into_inner()
-        .into_inner()
-        .into_inner();
+    let io = parts.io.into_inner().into_inner().into_inner().into_inner();
     linger_close(io, shutdown).await;
 }
 
@@ -271,11 +305,11 @@ where
         .max_local_error_reset_streams(limits.http2_max_local_error_reset_streams)
         .max_header_list_size(u32::try_from(limits.header_size()).unwrap_or(u32::MAX))
         .serve_connection(
-            TokioIo::new(io),
+            TokioIo::new(WriteProgress::new(io, c.activity.clone())),
             Tracked::new(
                 service,
                 shutdown.clone(),
-                None,
+                Wire::Http2,
                 c.activity.clone(),
                 c.stats.clone(),
             ),
@@ -305,6 +339,17 @@ where
                 idle_asked = true;
                 going_away = true;
                 conn.as_mut().graceful_shutdown();
+            }
+            _ = c.activity.stalled_for(limits.write_timeout) => {
+                // Flow control keeps the data here, so no write blocks and
+                // the write timeout never fires: the same rule, told by the
+                // connection. Its streams are cut; the client read none.
+                tracing::debug!(
+                    %peer,
+                    "closing http/2 connection: responses waited {} ms on a client that opened no flow-control window (write timeout)",
+                    limits.write_timeout.as_millis()
+                );
+                return;
             }
         }
     };

@@ -44,6 +44,53 @@ where
     }
 }
 
+/// HTTP/1: reads on until the first request line is complete, so that a
+/// line longer than the whole head may be (`limit`) is told from a head
+/// with too many or too large headers. `Ok(false)`: it is longer, and
+/// starts as a request line does (a method, then a space), so the request
+/// target is what is too long. Anything else is hyper's to answer.
+///
+/// hyper decides this too late for grace: past its head limit it answers
+/// `431` whatever filled the head. grace sees only the start of a
+/// connection, so a request line too long on a later request of a
+/// keep-alive connection still gets hyper's `431`.
+///
+/// Cancel safe: bytes read so far stay in `buf`.
+pub(crate) async fn request_line_fits<IO>(
+    io: &mut IO,
+    buf: &mut BytesMut,
+    limit: usize,
+) -> io::Result<bool>
+where
+    IO: AsyncRead + Unpin,
+{
+    let mut scanned = 0;
+    loop {
+        if let Some(end) = buf[scanned..].iter().position(|b| *b == b'\n') {
+            // One read may bring a line longer than the limit whole.
+            return Ok(scanned + end < limit || !starts_like_a_request(buf));
+        }
+        scanned = buf.len();
+        if buf.len() >= limit {
+            return Ok(!starts_like_a_request(buf));
+        }
+        // Whole reads even for a long line, not the 64 bytes `read_buf`
+        // would take when the buffer is full.
+        buf.reserve(4096.min(limit - buf.len()).max(64));
+        if io.read_buf(buf).await? == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+/// A method (a short run of token characters) and a space.
+fn starts_like_a_request(buf: &[u8]) -> bool {
+    match buf.iter().take(32).position(|b| *b == b' ') {
+        Some(n) => n > 0 && buf[..n].iter().all(u8::is_ascii_graphic),
+        None => false,
+    }
+}
+
 /// An IO that first yields bytes already read from it.
 #[derive(Debug)]
 pub(crate) struct Rewind<T> {
@@ -138,6 +185,31 @@ mod tests {
     #[tokio::test]
     async fn eof_before_a_byte_is_no_protocol() {
         assert_eq!(detect_bytes(&[]).await.0, None);
+    }
+
+    /// `read` is what detection already read; `rest` comes from the peer.
+    async fn fits(read: &[u8], rest: &[u8], limit: usize) -> bool {
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        client.write_all(rest).await.unwrap();
+        drop(client);
+        let mut buf = BytesMut::from(read);
+        request_line_fits(&mut server, &mut buf, limit)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_request_line_longer_than_the_head_limit_does_not_fit() {
+        let long = format!("GET /{} HTTP/1.1\r\nHost: t\r\n", "a".repeat(5000));
+        let long = long.as_bytes();
+        assert!(!fits(b"G", &long[1..], 4096).await);
+        // Already read whole, end of line included.
+        assert!(!fits(long, b"", 4096).await);
+        assert!(fits(b"G", b"ET /abc HTTP/1.1\r\nHost: t\r\n", 4096).await);
+        // Too large, but not a request line: hyper answers it.
+        assert!(fits(b"\0", &[0u8; 5000], 4096).await);
+        // The peer went away mid-line: hyper sees the end too.
+        assert!(fits(b"G", b"ET /abc", 4096).await);
     }
 
     #[tokio::test]

@@ -42,12 +42,18 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// How long a write may stay blocked because the client does not read.
     /// Past it the connection is dropped, so a client that never reads its
-    /// response cannot hold memory, a connection slot or the drain.
-    /// Default: 30 s.
+    /// response cannot hold memory, a connection slot or the drain. On
+    /// HTTP/2, where flow control keeps unsent data in the server instead of
+    /// blocking a write, the same holds for responses waiting on a client
+    /// that opens no window: nothing written for this long while they wait
+    /// drops the connection. Any byte written is progress, so slow readers
+    /// stay. Default: 30 s.
     pub write_timeout: Duration,
     /// The largest request head (request line and headers), in bytes, for
     /// HTTP/1, and the largest header list for HTTP/2. Larger requests get
-    /// `431 Request Header Fields Too Large`. Default: 32 KiB.
+    /// `431 Request Header Fields Too Large`, or `414 URI Too Long` when the
+    /// request line alone is larger (on a connection's first request).
+    /// Default: 32 KiB.
     pub max_header_size: usize,
     /// How many connections may be open at once, over all listeners. At the
     /// limit the server stops accepting: further clients wait in the kernel's

@@ -6,6 +6,8 @@ pub(crate) mod admission;
 mod conn;
 mod detect;
 mod limits;
+mod log_limit;
+mod reject;
 mod tracked;
 mod write_timeout;
 
@@ -204,6 +206,7 @@ where
         let stats = self.stats;
         let limits = Arc::new(ArcSwap::from_pointee(self.limits));
         let admission = Admission::new(self.limits.max_connections);
+        let rejections = reject::Rejections::new(stats.clone());
         let shutdown = self.shutdown.clone();
         let spawn = {
             let limits = limits.clone();
@@ -218,6 +221,7 @@ where
                 let limits = limits.clone();
                 let admission = admission.clone();
                 let stats = stats.clone();
+                let rejections = rejections.clone();
                 #[cfg(feature = "tls")]
                 let tls = listener.tls().cloned();
                 tracker.spawn(async move {
@@ -234,6 +238,7 @@ where
                                     drain: per_conn.clone(),
                                     limits: **limits.load(),
                                     stats: stats.clone(),
+                                    rejections: rejections.clone(),
                                     #[cfg(feature = "tls")]
                                     tls: tls.clone(),
                                 },

@@ -8,7 +8,7 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
-use super::requests::{RequestStats, CLASSES};
+use super::requests::{RequestStats, CLASSES, REJECTED};
 use crate::drain::{Phase, Shutdown};
 use crate::handoff::Handoff;
 use crate::reload::Reloader;
@@ -35,6 +35,7 @@ const PHASES: [Phase; 5] = [
 /// | `grace_requests_in_flight` | gauge | requests in flight now |
 /// | `grace_http_requests_total{class}` | counter | finished requests by status class (`2xx`…) |
 /// | `grace_http_request_duration_seconds` | histogram | call of the service to end of the body |
+/// | `grace_http_rejected_requests_total{status}` | counter | requests grace answered itself (`400`, `414`, `431`), not in the two above |
 /// | `process_start_time_seconds` | gauge | when this process started, Unix time |
 ///
 /// # Example
@@ -243,6 +244,19 @@ impl<T: Send + Sync + 'static> Collector for MetricsCollector<T> {
                 MetricType::Histogram,
             )?
             .encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)?;
+            let statuses = REJECTED.map(|s| s.to_string());
+            let rejected: Vec<(&str, u64)> = statuses
+                .iter()
+                .enumerate()
+                .map(|(i, status)| (status.as_str(), stats.rejected(i)))
+                .collect();
+            counter_by(
+                e,
+                "grace_http_rejected_requests",
+                "Requests answered by grace before the service saw them (malformed, head or URI too long, HTTP/1.1 without one Host), by status.",
+                "status",
+                &rejected,
+            )?;
         }
         gauge(
             e,

@@ -16,4 +16,4 @@ pub(crate) mod requests;
 
 #[cfg(feature = "metrics")]
 pub use collector::MetricsCollector;
-pub use requests::{RequestStats, CLASSES};
+pub use requests::{RequestStats, CLASSES, REJECTED};

@@ -24,6 +24,24 @@ use super::histogram::{AtomicHistogram, HistogramSnapshot};
 /// ```
 pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/// The statuses of requests grace answers itself, before the service sees
+/// them, in label order: `400 Bad Request` (malformed, or HTTP/1.1 without
+/// exactly one `Host`), `414 URI Too Long`, `431 Request Header Fields Too
+/// Large`.
+///
+/// # Example
+///
+/// ```
+/// use grace::metrics::{RequestStats, REJECTED};
+///
+/// let stats = RequestStats::new();
+/// stats.reject(http::StatusCode::URI_TOO_LONG);
+/// assert_eq!(REJECTED[1], 414);
+/// assert_eq!(stats.rejected(1), 1);
+/// assert_eq!(stats.count(3), 0); // not among the requests the service answered
+/// ```
+pub const REJECTED: [u16; 3] = [400, 414, 431];
+
 /// Shards of the tallies. Every request of every connection writes here:
 /// one shared set of counters would have its cache lines bounce between the
 /// cores on each request. Each thread writes to its own shard (threads are
@@ -69,6 +87,9 @@ std::thread_local! {
 #[derive(Debug, Default)]
 pub struct RequestStats {
     shards: [Shard; SHARDS],
+    // Not sharded: a rejection closes its connection, which costs far more
+    // than a contended counter.
+    rejected: [AtomicU64; REJECTED.len()],
 }
 
 impl RequestStats {
@@ -86,6 +107,22 @@ impl RequestStats {
             counter.fetch_add(1, Ordering::Relaxed);
         }
         shard.durations.observe(elapsed);
+    }
+
+    /// Records one request answered by grace itself with `status`, one of
+    /// [`REJECTED`] (others are ignored). Such requests never reached the
+    /// service: they are not in [`count`](Self::count) nor in the durations.
+    pub fn reject(&self, status: StatusCode) {
+        if let Some(i) = REJECTED.iter().position(|s| *s == status.as_u16()) {
+            self.rejected[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Requests rejected so far with the status `REJECTED[i]`.
+    pub fn rejected(&self, i: usize) -> u64 {
+        self.rejected
+            .get(i)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// Requests finished so far with a status in `CLASSES[i]`.
