@@ -171,15 +171,30 @@ impl Report {
         for t in &self.tables {
             let _ = writeln!(out, "{}\n\n{}", t.title, t.markdown());
         }
+        // Columns as wide as their longest entry, so rows stay aligned.
+        let name_width = self
+            .figures
+            .iter()
+            .map(|f| f.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(44);
+        let floor_width = self
+            .checks
+            .iter()
+            .map(|c| c.floor.len())
+            .max()
+            .unwrap_or(0)
+            .max(58);
         let _ = writeln!(
             out,
-            "{:<12} {:<44} {:>12} {:>12} {:>12}  unit",
+            "{:<12} {:<name_width$} {:>12} {:>12} {:>12}  unit",
             "scenario", "figure", "min", "median", "max"
         );
         for f in &self.figures {
             let _ = writeln!(
                 out,
-                "{:<12} {:<44} {:>12} {:>12} {:>12}  {}",
+                "{:<12} {:<name_width$} {:>12} {:>12} {:>12}  {}",
                 f.scenario,
                 f.name,
                 fmt(f.min()),
@@ -188,11 +203,11 @@ impl Report {
                 f.unit
             );
         }
-        let _ = writeln!(out, "\n{:<8} {:<58} measured", "floor", "");
+        let _ = writeln!(out, "\n{:<8} {:<floor_width$} measured", "floor", "");
         for c in &self.checks {
             let _ = writeln!(
                 out,
-                "{:<8} {:<58} {}",
+                "{:<8} {:<floor_width$} {}",
                 verdict(c.verdict),
                 c.floor,
                 c.measured
