@@ -424,9 +424,10 @@ fn check_floors(bench: &mut Bench, loads: &[Load], kinds: &[Kind], results: &Res
             .position(|k| *k == peer)
             .and_then(|s| ratios(results, l, s));
         let Some((tput, p99)) = measured else {
-            bench
-                .report
-                .not_measured(floor, "nginx not installed (run bench/setup.sh)");
+            bench.report.not_measured(
+                floor,
+                "nginx not run (not installed: bench/setup.sh; or --no-nginx)",
+            );
             continue;
         };
         let (ratio, met) = match bound {
