@@ -112,6 +112,11 @@ impl Failures {
         self.0[kind as usize] += 1;
     }
 
+    /// Adds `count` failures of one kind, as a tool that only counts reports them.
+    pub fn add_n(&mut self, kind: FailureKind, count: u64) {
+        self.0[kind as usize] += count;
+    }
+
     pub fn get(&self, kind: FailureKind) -> u64 {
         self.0[kind as usize]
     }

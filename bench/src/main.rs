@@ -16,6 +16,7 @@ mod procfs;
 mod report;
 mod scenarios;
 mod target;
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -50,15 +51,19 @@ struct Args {
     /// Shorter runs (about 30 s for `all`); results go to bench/results/partial/.
     #[arg(long)]
     quick: bool,
-    /// Rounds per figure (at least 3 for min/median/max to mean anything).
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
+    /// Rounds per figure (at least 3 for min/median/max to mean anything)
+    /// [default: steady 5 (2 with --quick), the other scenarios 3].
+    #[arg(long)]
+    rounds: Option<usize>,
     /// The grace binary [default: `grace` next to this executable].
     #[arg(long)]
     grace: Option<PathBuf>,
-    /// The baseline server [default: `grace-bench-baseline` next to this executable].
+    /// "hyper with grace's timeouts" [default: `grace-bench-baseline` next to this executable].
     #[arg(long)]
     baseline: Option<PathBuf>,
+    /// "plain hyper", on hyper's defaults [default: `grace-bench-hyper` next to this executable].
+    #[arg(long)]
+    plain_hyper: Option<PathBuf>,
     /// Don't start nginx even when installed.
     #[arg(long)]
     no_nginx: bool,
@@ -170,17 +175,6 @@ fn sibling(name: &str, package: &str, flag: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn find_nginx() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    // Debian installs it in sbin, which a non-root PATH may lack.
-    dirs.extend(["/usr/sbin", "/usr/local/sbin"].map(PathBuf::from));
-    dirs.into_iter()
-        .map(|d| d.join("nginx"))
-        .find(|p| p.is_file())
-}
-
 async fn run(args: Args) -> Result<Report> {
     let started = Instant::now();
     let load_at_start = machine::load_average();
@@ -214,9 +208,20 @@ async fn run(args: Args) -> Result<Report> {
             Some(path) => path,
             None => sibling("grace-bench-baseline", "grace-bench", "--baseline")?,
         },
-        nginx: if args.no_nginx { None } else { find_nginx() },
+        plain_hyper: match args.plain_hyper {
+            Some(path) => path,
+            None => sibling("grace-bench-hyper", "grace-bench", "--plain-hyper")?,
+        },
+        nginx: if args.no_nginx {
+            None
+        } else {
+            tools::find("nginx")
+        },
+        wrk: tools::find("wrk"),
+        h2load: tools::find("h2load"),
         quick: args.quick,
-        rounds: args.rounds.max(1),
+        rounds: args.rounds.unwrap_or(3).max(1),
+        steady_rounds: args.rounds.unwrap_or(if args.quick { 2 } else { 5 }).max(1),
         results_link: if full {
             "bench/results".to_string()
         } else {
@@ -275,7 +280,7 @@ async fn run(args: Args) -> Result<Report> {
         );
         bench.report.note(note);
     }
-    let table = bench.report.table();
+    let table = bench.report.printed();
     println!("\n{table}");
     let info = RunInfo {
         command: format!(
@@ -286,7 +291,15 @@ async fn run(args: Args) -> Result<Report> {
         date: machine::utc_now(),
         commit,
         grace: relative_to_cwd(&bench.grace),
-        rounds: bench.rounds,
+        rounds: if bench.rounds == bench.steady_rounds {
+            bench.rounds.to_string()
+        } else {
+            format!(
+                "{} in steady, {} elsewhere",
+                bench.steady_rounds, bench.rounds
+            )
+        },
+        generators: tools::describe(&bench),
         elapsed_secs: started.elapsed().as_secs_f64(),
         load: (load_at_start, machine::load_average()),
     };

@@ -61,10 +61,35 @@ pub struct Check {
     pub counts_losses: bool,
 }
 
+/// Figures laid out side by side (the steady scenario's servers against
+/// its load generators), shown after the floors.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub title: String,
+    /// What the table compares and how to read a cell.
+    pub caption: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn markdown(&self) -> String {
+        let mut md = String::new();
+        let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
+        md.push_str(&line(&self.columns));
+        md.push_str(&line(&vec!["---".to_string(); self.columns.len()]));
+        for row in &self.rows {
+            md.push_str(&line(row));
+        }
+        md
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Report {
     pub figures: Vec<Figure>,
     pub checks: Vec<Check>,
+    pub tables: Vec<Table>,
     pub notes: Vec<String>,
     /// (caption, path relative to BENCHMARKS.md)
     pub plots: Vec<(String, String)>,
@@ -124,6 +149,10 @@ impl Report {
         });
     }
 
+    pub fn table(&mut self, table: Table) {
+        self.tables.push(table);
+    }
+
     pub fn note(&mut self, note: impl Into<String>) {
         let note = note.into();
         println!("note: {note}");
@@ -137,17 +166,35 @@ impl Report {
     }
 
     /// The table printed at the end of a run.
-    pub fn table(&self) -> String {
+    pub fn printed(&self) -> String {
         let mut out = String::new();
+        for t in &self.tables {
+            let _ = writeln!(out, "{}\n\n{}", t.title, t.markdown());
+        }
+        // Columns as wide as their longest entry, so rows stay aligned.
+        let name_width = self
+            .figures
+            .iter()
+            .map(|f| f.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(44);
+        let floor_width = self
+            .checks
+            .iter()
+            .map(|c| c.floor.len())
+            .max()
+            .unwrap_or(0)
+            .max(58);
         let _ = writeln!(
             out,
-            "{:<12} {:<44} {:>12} {:>12} {:>12}  unit",
+            "{:<12} {:<name_width$} {:>12} {:>12} {:>12}  unit",
             "scenario", "figure", "min", "median", "max"
         );
         for f in &self.figures {
             let _ = writeln!(
                 out,
-                "{:<12} {:<44} {:>12} {:>12} {:>12}  {}",
+                "{:<12} {:<name_width$} {:>12} {:>12} {:>12}  {}",
                 f.scenario,
                 f.name,
                 fmt(f.min()),
@@ -156,11 +203,11 @@ impl Report {
                 f.unit
             );
         }
-        let _ = writeln!(out, "\n{:<8} {:<58} measured", "floor", "");
+        let _ = writeln!(out, "\n{:<8} {:<floor_width$} measured", "floor", "");
         for c in &self.checks {
             let _ = writeln!(
                 out,
-                "{:<8} {:<58} {}",
+                "{:<8} {:<floor_width$} {}",
                 verdict(c.verdict),
                 c.floor,
                 c.measured
@@ -187,6 +234,7 @@ impl Report {
             "| rounds | {} (each figure: min / median / max over them) |",
             header.rounds
         );
+        let _ = writeln!(md, "| load generators | {} |", header.generators);
         let _ = writeln!(md, "| duration | {:.0} s |", header.elapsed_secs);
         let _ = writeln!(
             md,
@@ -199,7 +247,13 @@ impl Report {
              a peer measured in the same round, one right after the other, and the median is over \
              rounds; the reload storm's p99 is compared with a control run of the same load on the \
              same process without reloads; failures are counted by kind and never retried. \
-             Floors are those of issue 4; `MISSED` is reported, never loosened.\n"
+             The steady floors are judged with wrk and h2load, the tools users measure with, \
+             against plain hyper (`grace-bench-hyper`: hyper-util's auto builder on hyper's \
+             defaults, no timer) and nginx; hyper with grace's timeouts (`grace-bench-baseline`: \
+             the same with hyper's HTTP/1 header-read timer armed on every request, as grace \
+             does) and the harness's own client are shown beside them, and its floors are \
+             secondary rows. Floors are those of issues 4 and 14; `MISSED` is reported, never \
+             loosened.\n"
         );
         let _ = writeln!(md, "## Floors\n");
         let _ = writeln!(md, "| | floor | measured |\n|---|---|---|");
@@ -211,6 +265,9 @@ impl Report {
                 c.floor,
                 c.measured
             );
+        }
+        for t in &self.tables {
+            let _ = writeln!(md, "\n## {}\n\n{}\n\n{}", t.title, t.caption, t.markdown());
         }
         let _ = writeln!(md, "\n## Figures\n");
         let _ = writeln!(
@@ -241,7 +298,11 @@ impl Report {
                 let _ = writeln!(md, "- {n}");
             }
         }
-        let _ = writeln!(md, "\n## The table as printed\n\n```\n{}```", self.table());
+        let _ = writeln!(
+            md,
+            "\n## The table as printed\n\n```\n{}```",
+            self.printed()
+        );
         md
     }
 }
@@ -254,7 +315,10 @@ pub struct RunInfo {
     pub commit: String,
     /// The grace binary that was measured.
     pub grace: String,
-    pub rounds: usize,
+    /// Rounds per scenario, as shown.
+    pub rounds: String,
+    /// The load generators used, with their versions or why one was not.
+    pub generators: String,
     pub elapsed_secs: f64,
     /// 1-minute load average at the start and at the end of the run.
     pub load: (String, String),
@@ -292,6 +356,38 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn tables_show_after_the_floors() {
+        let mut report = Report::default();
+        report.check("h2c >= 0.97x plain hyper", "0.99x", true);
+        report.table(Table {
+            title: "Steady".to_string(),
+            caption: "Medians.".to_string(),
+            columns: vec!["load".to_string(), "grace".to_string()],
+            rows: vec![vec!["wrk".to_string(), "1000 req/s".to_string()]],
+        });
+        let info = RunInfo {
+            command: "c".to_string(),
+            machine: "m".to_string(),
+            date: "d".to_string(),
+            commit: "c".to_string(),
+            grace: "g".to_string(),
+            rounds: "5".to_string(),
+            generators: "wrk".to_string(),
+            elapsed_secs: 1.0,
+            load: ("0".to_string(), "0".to_string()),
+        };
+        let md = report.markdown(&info);
+        let floors = md.find("## Floors").expect("floors");
+        let table = md
+            .find(
+                "## Steady\n\nMedians.\n\n| load | grace |\n| --- | --- |\n| wrk | 1000 req/s |\n",
+            )
+            .expect("table");
+        assert!(floors < table);
+        assert!(report.printed().starts_with("Steady\n\n| load | grace |"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Starting, signalling and watching the servers under test: grace, the
-//! baseline, nginx, or a process somebody else started (`--target --pid`).
+//! two baseline hyper servers, nginx, or a process somebody else started (`--target --pid`).
 //!
 //! Every process the harness starts is killed when its `Server` is dropped
 //! (by its own pid), so an aborted scenario leaves nothing behind.
@@ -94,6 +94,9 @@ impl Log {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Grace,
+    /// `grace-bench-hyper`: hyper on its defaults.
+    PlainHyper,
+    /// `grace-bench-baseline`: hyper with grace's timeouts.
     Baseline,
     Nginx,
     External,
@@ -130,10 +133,20 @@ impl Server {
         Ok(server)
     }
 
+    /// `grace-bench-baseline`: hyper with grace's timeouts.
     pub async fn baseline(bin: &Path) -> Result<Server> {
+        Self::hyper(Kind::Baseline, bin).await
+    }
+
+    /// `grace-bench-hyper`: hyper on its defaults.
+    pub async fn plain_hyper(bin: &Path) -> Result<Server> {
+        Self::hyper(Kind::PlainHyper, bin).await
+    }
+
+    async fn hyper(kind: Kind, bin: &Path) -> Result<Server> {
         let mut cmd = Command::new(bin);
         cmd.arg("127.0.0.1:0");
-        Self::spawn(Kind::Baseline, cmd, None, None).await
+        Self::spawn(kind, cmd, None, None).await
     }
 
     /// nginx with 2 workers answering `return 200` on a loopback port, and

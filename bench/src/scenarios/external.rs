@@ -57,7 +57,8 @@ impl Target {
 /// fresh master with 2 workers.
 pub async fn nginx(bench: &mut Bench) -> Result<Option<Panel>> {
     let Some(bin) = bench.nginx.clone() else {
-        let why = "nginx not installed (apt-get install -y nginx); external drills skipped";
+        let why =
+            "nginx not run (not installed: bench/setup.sh; or --no-nginx); external drills skipped";
         println!("== nginx: {why}");
         bench.report.note(why);
         return Ok(None);

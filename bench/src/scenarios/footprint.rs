@@ -26,13 +26,18 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
 async fn start(bench: &Bench, kind: Kind) -> Result<Server> {
     match (kind, &bench.nginx) {
         (Kind::Baseline, _) => Server::baseline(&bench.baseline).await,
+        (Kind::PlainHyper, _) => Server::plain_hyper(&bench.plain_hyper).await,
         (Kind::Nginx, Some(nginx)) => Server::nginx(nginx).await,
         _ => Server::grace(&bench.grace, &GraceConfig::new(1)).await,
     }
 }
 
 fn kinds(bench: &Bench) -> Vec<(Kind, &'static str)> {
-    let mut kinds = vec![(Kind::Grace, "grace"), (Kind::Baseline, "baseline")];
+    let mut kinds = vec![
+        (Kind::Grace, "grace"),
+        (Kind::PlainHyper, "hyper-defaults"),
+        (Kind::Baseline, "hyper-timeouts"),
+    ];
     if bench.nginx.is_some() {
         kinds.push((Kind::Nginx, "nginx (master + 2 workers)"));
     }

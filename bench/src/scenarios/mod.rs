@@ -18,11 +18,19 @@ use crate::report::Report;
 /// report being filled.
 pub struct Bench {
     pub grace: PathBuf,
+    /// `grace-bench-baseline`: hyper with grace's timeouts.
     pub baseline: PathBuf,
+    /// `grace-bench-hyper`: hyper on its defaults.
+    pub plain_hyper: PathBuf,
     /// nginx from Debian's packages, when installed.
     pub nginx: Option<PathBuf>,
+    /// wrk and h2load from Debian's packages, when installed.
+    pub wrk: Option<PathBuf>,
+    pub h2load: Option<PathBuf>,
     pub quick: bool,
     pub rounds: usize,
+    /// Paired rounds of the steady scenario, whose floors are medians over them.
+    pub steady_rounds: usize,
     /// Where the SVG timelines go.
     pub results_dir: PathBuf,
     /// Path of `results_dir` as BENCHMARKS.md links it.
@@ -57,8 +65,14 @@ impl Bench {
         quiet
     }
 
+    /// One steady run of the harness's own client.
     pub fn steady_duration(&self) -> Duration {
         self.pick(Duration::from_secs(2), Duration::from_millis(400))
+    }
+
+    /// One steady run of wrk or h2load: the issue's `-d4s`; whole seconds.
+    pub fn tool_duration(&self) -> Duration {
+        self.pick(Duration::from_secs(4), Duration::from_secs(1))
     }
 }
 
