@@ -253,8 +253,10 @@ impl Handoff {
     /// Descendants that left the group (`setsid`) are out of reach.
     ///
     /// # Cancel safety
-    /// Not cancel safe: dropping the future while the child starts leaves it
-    /// running unobserved. Let it finish; it is bounded by the ready timeout.
+    /// Cancel safe: dropping the future ends the attempt. The next upgrade
+    /// may start at once, and a new process already started is stopped in
+    /// the background (SIGTERM to its group, SIGKILL after 5 s), as a failed
+    /// one is.
     ///
     /// # Example
     ///
@@ -286,18 +288,16 @@ impl Handoff {
         if shutdown.is_shutting_down() {
             return self.record(Err(UpgradeError::ShuttingDown));
         }
-        if self.in_progress.swap(true, Ordering::SeqCst) {
+        let Some(_in_progress) = InProgress::claim(&self.in_progress) else {
             return self.record(Err(UpgradeError::InProgress));
-        }
+        };
         let result = self.run(shutdown).await;
         if let (Ok(up), Some(pid_file)) = (&result, &self.pid_file) {
             if let Err(e) = crate::pidfile::write_atomically(pid_file, up.pid) {
                 tracing::error!(pid_file = %pid_file.display(), "cannot rewrite the pid file: {e}");
             }
         }
-        let result = self.record(result);
-        self.in_progress.store(false, Ordering::SeqCst);
-        result
+        self.record(result)
     }
 
     /// Upgrades that handed over to a ready new process.
@@ -331,8 +331,10 @@ impl Handoff {
 
     async fn run(&self, shutdown: &Shutdown) -> Result<Upgraded, UpgradeError> {
         let start = Instant::now();
-        let (mut child, ready) = self.spawn()?;
+        let (child, ready) = self.spawn()?;
         let pid = child.id().unwrap_or(0);
+        let mut attempt = Attempt { child: Some(child) };
+        let child = attempt.child();
         tracing::info!(pid, program = %self.program.display(), "upgrade: new process started, waiting for it to be ready");
         let mut ready = tokio::net::unix::pipe::Receiver::from_owned_fd(ready)?;
         let mut phase = shutdown.watch_phase();
@@ -344,7 +346,7 @@ impl Handoff {
             read = first_line.read_to_end(&mut line) => match read {
                 Ok(_) if line == READY_LINE => Ok(()),
                 // EOF without the line: the child is gone, or about to be.
-                Ok(_) => Err(self.exited(&mut child, pid).await),
+                Ok(_) => Err(self.exited(child, pid).await),
                 Err(e) => Err(UpgradeError::HandoffIo(e)),
             },
             status = child.wait() => Err(match status {
@@ -355,12 +357,19 @@ impl Handoff {
             () = shutdown_started(&mut phase) => Err(UpgradeError::ShuttingDown),
         };
         match verdict {
-            Ok(()) => Ok(Upgraded {
-                pid,
-                elapsed: start.elapsed(),
-            }),
+            Ok(()) => {
+                // Ready: it serves now, and outlives us.
+                attempt.child.take();
+                Ok(Upgraded {
+                    pid,
+                    elapsed: start.elapsed(),
+                })
+            }
             Err(e) => {
-                super::group::stop(&mut child, pid).await;
+                let mut child = attempt.child.take();
+                if let Some(child) = child.as_mut() {
+                    super::group::stop(child, pid).await;
+                }
                 Err(e)
             }
         }
@@ -452,6 +461,64 @@ impl Handoff {
     }
 }
 
+/// Holds the in-progress flag for one upgrade, and releases it however the
+/// upgrade ends: a verdict, or its future dropped (a cancelled control
+/// request, a `select!`). Without it a dropped upgrade refused every later
+/// one with [`UpgradeError::InProgress`].
+struct InProgress<'a>(&'a AtomicBool);
+
+impl<'a> InProgress<'a> {
+    fn claim(flag: &'a AtomicBool) -> Option<Self> {
+        // SeqCst: the flag is the only thing keeping two children from being
+        // handed the same sockets at once; no weaker ordering is worth it here.
+        (!flag.swap(true, Ordering::SeqCst)).then_some(InProgress(flag))
+    }
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A started new process not yet ready. Dropped unresolved (the upgrade's
+/// future was dropped), it is stopped in the background as a failed attempt
+/// is, rather than left holding our sockets with nobody watching it.
+struct Attempt {
+    child: Option<Child>,
+}
+
+impl Attempt {
+    fn child(&mut self) -> &mut Child {
+        self.child
+            .as_mut()
+            .expect("invariant: the child is taken only once the attempt ends")
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = child.id().unwrap_or(0);
+        tracing::warn!(
+            pid,
+            "upgrade abandoned before the new process was ready; stopping it"
+        );
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { super::group::stop(&mut child, pid).await });
+            }
+            // No runtime left to wait with: kill now, the kernel reaps it
+            // once we exit.
+            Err(_) => {
+                let _ = child.start_kill();
+            }
+        }
+    }
+}
+
 async fn shutdown_started(phase: &mut tokio::sync::watch::Receiver<crate::drain::Phase>) {
     // The guard `wait_for` returns is not Send: drop it before resolving.
     let _ = phase
@@ -493,6 +560,26 @@ fn resolve_program(arg0: &OsStr) -> io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shell(script: &str) -> (PathBuf, Vec<OsString>) {
+        let argv = ["sh", "-c", script].map(OsString::from).to_vec();
+        (PathBuf::from("/bin/sh"), argv)
+    }
+
+    #[tokio::test]
+    async fn an_upgrade_dropped_midway_does_not_block_the_next() {
+        let mut handoff = Handoff::from_current_process().unwrap();
+        // Never ready: the caller (a control client, a `select!`) gives up first.
+        (handoff.program, handoff.argv) = shell("sleep 30");
+        let shutdown = Shutdown::new();
+        let cancelled =
+            tokio::time::timeout(Duration::from_millis(200), handoff.upgrade(&shutdown)).await;
+        assert!(cancelled.is_err(), "the child never reports ready");
+
+        (handoff.program, handoff.argv) = shell("eval \"echo ready >&$GRACE_UPGRADE_READY_FD\"");
+        let up = handoff.upgrade(&shutdown).await;
+        assert!(up.is_ok(), "{up:?}");
+    }
 
     #[test]
     fn relative_and_bare_program_names_become_absolute() {
