@@ -27,16 +27,20 @@ use crate::listener::Listener;
 /// # Example
 ///
 /// ```
+/// use std::sync::Arc;
 /// use grace::handoff::{Handoff, UpgradeError};
-/// use grace::{DrainSettings, Shutdown};
+/// use grace::{DrainSettings, Lifecycle, Reloadable, Reloader, Shutdown};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {
-/// let handoff = Handoff::from_current_process()?;
-/// let shutdown = Shutdown::new();
-/// shutdown.begin(DrainSettings::default());
+/// let handoff = Arc::new(Handoff::from_current_process()?);
+/// let reloader = Reloader::new(Reloadable::new(()), || Ok::<_, grace::BoxError>(()));
+/// let lifecycle = Lifecycle::new(reloader, Shutdown::new(), |_: &()| DrainSettings::default())
+///     .with_handoff(handoff.clone());
+/// let controller = lifecycle.controller();
+/// controller.stop();
 /// // Refused before anything is started: no new process while draining.
-/// let err = handoff.upgrade(&shutdown).await.unwrap_err();
+/// let err = controller.upgrade().await.unwrap_err();
 /// assert!(matches!(err, UpgradeError::ShuttingDown), "{err}");
 /// assert_eq!(handoff.failed(), 1); // counted, for metrics
 /// # Ok(()) }
@@ -177,6 +181,14 @@ impl Handoff {
         })
     }
 
+    /// Runs `argv` of `program` instead of this process's command line.
+    #[cfg(test)]
+    pub(crate) fn command(mut self, program: &str, argv: &[&str]) -> Self {
+        self.program = PathBuf::from(program);
+        self.argv = argv.iter().map(OsString::from).collect();
+        self
+    }
+
     /// How long the new process may take to report ready. Default: 30 s.
     pub fn ready_timeout(self, timeout: Duration) -> Self {
         self.set_ready_timeout(timeout);
@@ -242,11 +254,16 @@ impl Handoff {
     ///
     /// # Return value
     /// Resolves once the new process reported ready, exited, or ran out of
-    /// the ready timeout; at once when the upgrade is refused.
+    /// the ready timeout, or a shutdown began; at once when another upgrade
+    /// is under way.
+    ///
+    /// Whether to upgrade at all (not during a shutdown, not as PID 1) is
+    /// the [`Lifecycle`](crate::Lifecycle)'s decision: go through
+    /// [`Controller::upgrade`](crate::Controller::upgrade) when there is one.
     ///
     /// # Errors
-    /// An [`UpgradeError`] saying why nothing changed: refused (another
-    /// upgrade, a shutdown, PID 1), or the new process could not start,
+    /// An [`UpgradeError`] saying why nothing changed: another upgrade under
+    /// way, a shutdown began, or the new process could not start,
     /// exited or was not ready in time. It is stopped then, with every
     /// process still in its process group (it gets one of its own): SIGTERM,
     /// then SIGKILL after 5 s; this resolves only once they are gone.
@@ -282,12 +299,6 @@ impl Handoff {
     /// # Ok(()) }
     /// ```
     pub async fn upgrade(&self, shutdown: &Shutdown) -> Result<Upgraded, UpgradeError> {
-        if std::process::id() == 1 {
-            return self.record(Err(UpgradeError::Pid1));
-        }
-        if shutdown.is_shutting_down() {
-            return self.record(Err(UpgradeError::ShuttingDown));
-        }
         let Some(_in_progress) = InProgress::claim(&self.in_progress) else {
             return self.record(Err(UpgradeError::InProgress));
         };
@@ -313,20 +324,22 @@ impl Handoff {
     /// Counts the verdict, and writes it next to the pid file for
     /// `grace upgrade` to read.
     fn record(&self, result: Result<Upgraded, UpgradeError>) -> Result<Upgraded, UpgradeError> {
-        let counter = if result.is_ok() {
-            &self.succeeded
-        } else {
-            &self.failed
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        let up = result.map_err(|e| self.record_failure(e))?;
+        self.succeeded.fetch_add(1, Ordering::Relaxed);
         if let Some(pid_file) = &self.pid_file {
-            let verdict = match &result {
-                Ok(up) => Ok(up.pid),
-                Err(e) => Err(e.to_string()),
-            };
-            super::status::record(pid_file, verdict);
+            super::status::record(pid_file, Ok(up.pid));
         }
-        result
+        Ok(up)
+    }
+
+    /// Counts and records a failed upgrade; also one the
+    /// [`Lifecycle`](crate::Lifecycle) refused before anything started.
+    pub(crate) fn record_failure(&self, error: UpgradeError) -> UpgradeError {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        if let Some(pid_file) = &self.pid_file {
+            super::status::record(pid_file, Err(error.to_string()));
+        }
+        error
     }
 
     async fn run(&self, shutdown: &Shutdown) -> Result<Upgraded, UpgradeError> {
@@ -558,25 +571,24 @@ fn resolve_program(arg0: &OsStr) -> io::Result<PathBuf> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn shell(script: &str) -> (PathBuf, Vec<OsString>) {
-        let argv = ["sh", "-c", script].map(OsString::from).to_vec();
-        (PathBuf::from("/bin/sh"), argv)
-    }
+    /// Reports ready at once, as a new grace process does once it serves.
+    pub(crate) const READY_AT_ONCE: &str = "eval \"echo ready >&$GRACE_UPGRADE_READY_FD\"";
 
     #[tokio::test]
     async fn an_upgrade_dropped_midway_does_not_block_the_next() {
-        let mut handoff = Handoff::from_current_process().unwrap();
         // Never ready: the caller (a control client, a `select!`) gives up first.
-        (handoff.program, handoff.argv) = shell("sleep 30");
+        let handoff = Handoff::from_current_process()
+            .unwrap()
+            .command("/bin/sh", &["sh", "-c", "sleep 30"]);
         let shutdown = Shutdown::new();
         let cancelled =
             tokio::time::timeout(Duration::from_millis(200), handoff.upgrade(&shutdown)).await;
         assert!(cancelled.is_err(), "the child never reports ready");
 
-        (handoff.program, handoff.argv) = shell("eval \"echo ready >&$GRACE_UPGRADE_READY_FD\"");
+        let handoff = handoff.command("/bin/sh", &["sh", "-c", READY_AT_ONCE]);
         let up = handoff.upgrade(&shutdown).await;
         assert!(up.is_ok(), "{up:?}");
     }
