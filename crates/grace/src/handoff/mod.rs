@@ -22,4 +22,6 @@ mod upgrade;
 pub use inherit::{ActivationError, Inherited};
 pub use ready::ReadyPipe;
 pub use status::{read_status, status_path, UpgradeStatus};
+#[cfg(test)]
+pub(crate) use upgrade::tests as upgrade_tests;
 pub use upgrade::{Handoff, UpgradeError, Upgraded};

@@ -62,8 +62,9 @@ pub struct UpgradeStatus {
 /// # Example
 ///
 /// ```
+/// use std::sync::Arc;
 /// use grace::handoff::{read_status, status_path, Handoff, UpgradeStatus};
-/// use grace::{DrainSettings, Shutdown};
+/// use grace::{DrainSettings, Lifecycle, Reloadable, Reloader, Shutdown};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {
@@ -71,10 +72,13 @@ pub struct UpgradeStatus {
 /// let path = status_path(&pid_file);
 /// assert_eq!(read_status(&path), None);
 ///
-/// let handoff = Handoff::from_current_process()?.pid_file(&pid_file);
-/// let shutdown = Shutdown::new();
-/// shutdown.begin(DrainSettings::default());
-/// let _ = handoff.upgrade(&shutdown).await; // refused: shutting down
+/// let handoff = Arc::new(Handoff::from_current_process()?.pid_file(&pid_file));
+/// let reloader = Reloader::new(Reloadable::new(()), || Ok::<_, grace::BoxError>(()));
+/// let lifecycle = Lifecycle::new(reloader, Shutdown::new(), |_: &()| DrainSettings::default())
+///     .with_handoff(handoff);
+/// let controller = lifecycle.controller();
+/// controller.stop();
+/// let _ = controller.upgrade().await; // refused: shutting down
 /// let failed = Err("the server is shutting down".to_string());
 /// assert_eq!(read_status(&path), Some(UpgradeStatus { seq: 1, result: failed }));
 /// # std::fs::remove_file(&path)?;

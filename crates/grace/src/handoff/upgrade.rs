@@ -27,16 +27,20 @@ use crate::listener::Listener;
 /// # Example
 ///
 /// ```
+/// use std::sync::Arc;
 /// use grace::handoff::{Handoff, UpgradeError};
-/// use grace::{DrainSettings, Shutdown};
+/// use grace::{DrainSettings, Lifecycle, Reloadable, Reloader, Shutdown};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {
-/// let handoff = Handoff::from_current_process()?;
-/// let shutdown = Shutdown::new();
-/// shutdown.begin(DrainSettings::default());
+/// let handoff = Arc::new(Handoff::from_current_process()?);
+/// let reloader = Reloader::new(Reloadable::new(()), || Ok::<_, grace::BoxError>(()));
+/// let lifecycle = Lifecycle::new(reloader, Shutdown::new(), |_: &()| DrainSettings::default())
+///     .with_handoff(handoff.clone());
+/// let controller = lifecycle.controller();
+/// controller.stop();
 /// // Refused before anything is started: no new process while draining.
-/// let err = handoff.upgrade(&shutdown).await.unwrap_err();
+/// let err = controller.upgrade().await.unwrap_err();
 /// assert!(matches!(err, UpgradeError::ShuttingDown), "{err}");
 /// assert_eq!(handoff.failed(), 1); // counted, for metrics
 /// # Ok(()) }
@@ -177,6 +181,14 @@ impl Handoff {
         })
     }
 
+    /// Runs `argv` of `program` instead of this process's command line.
+    #[cfg(test)]
+    pub(crate) fn command(mut self, program: &str, argv: &[&str]) -> Self {
+        self.program = PathBuf::from(program);
+        self.argv = argv.iter().map(OsString::from).collect();
+        self
+    }
+
     /// How long the new process may take to report ready. Default: 30 s.
     pub fn ready_timeout(self, timeout: Duration) -> Self {
         self.set_ready_timeout(timeout);
@@ -242,19 +254,26 @@ impl Handoff {
     ///
     /// # Return value
     /// Resolves once the new process reported ready, exited, or ran out of
-    /// the ready timeout; at once when the upgrade is refused.
+    /// the ready timeout, or a shutdown began; at once when another upgrade
+    /// is under way.
+    ///
+    /// Whether to upgrade at all (not during a shutdown, not as PID 1) is
+    /// the [`Lifecycle`](crate::Lifecycle)'s decision: go through
+    /// [`Controller::upgrade`](crate::Controller::upgrade) when there is one.
     ///
     /// # Errors
-    /// An [`UpgradeError`] saying why nothing changed: refused (another
-    /// upgrade, a shutdown, PID 1), or the new process could not start,
+    /// An [`UpgradeError`] saying why nothing changed: another upgrade under
+    /// way, a shutdown began, or the new process could not start,
     /// exited or was not ready in time. It is stopped then, with every
     /// process still in its process group (it gets one of its own): SIGTERM,
     /// then SIGKILL after 5 s; this resolves only once they are gone.
     /// Descendants that left the group (`setsid`) are out of reach.
     ///
     /// # Cancel safety
-    /// Not cancel safe: dropping the future while the child starts leaves it
-    /// running unobserved. Let it finish; it is bounded by the ready timeout.
+    /// Cancel safe: dropping the future ends the attempt. The next upgrade
+    /// may start at once, and a new process already started is stopped in
+    /// the background (SIGTERM to its group, SIGKILL after 5 s), as a failed
+    /// one is.
     ///
     /// # Example
     ///
@@ -280,24 +299,16 @@ impl Handoff {
     /// # Ok(()) }
     /// ```
     pub async fn upgrade(&self, shutdown: &Shutdown) -> Result<Upgraded, UpgradeError> {
-        if std::process::id() == 1 {
-            return self.record(Err(UpgradeError::Pid1));
-        }
-        if shutdown.is_shutting_down() {
-            return self.record(Err(UpgradeError::ShuttingDown));
-        }
-        if self.in_progress.swap(true, Ordering::SeqCst) {
+        let Some(_in_progress) = InProgress::claim(&self.in_progress) else {
             return self.record(Err(UpgradeError::InProgress));
-        }
+        };
         let result = self.run(shutdown).await;
         if let (Ok(up), Some(pid_file)) = (&result, &self.pid_file) {
             if let Err(e) = crate::pidfile::write_atomically(pid_file, up.pid) {
                 tracing::error!(pid_file = %pid_file.display(), "cannot rewrite the pid file: {e}");
             }
         }
-        let result = self.record(result);
-        self.in_progress.store(false, Ordering::SeqCst);
-        result
+        self.record(result)
     }
 
     /// Upgrades that handed over to a ready new process.
@@ -313,26 +324,30 @@ impl Handoff {
     /// Counts the verdict, and writes it next to the pid file for
     /// `grace upgrade` to read.
     fn record(&self, result: Result<Upgraded, UpgradeError>) -> Result<Upgraded, UpgradeError> {
-        let counter = if result.is_ok() {
-            &self.succeeded
-        } else {
-            &self.failed
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        let up = result.map_err(|e| self.record_failure(e))?;
+        self.succeeded.fetch_add(1, Ordering::Relaxed);
         if let Some(pid_file) = &self.pid_file {
-            let verdict = match &result {
-                Ok(up) => Ok(up.pid),
-                Err(e) => Err(e.to_string()),
-            };
-            super::status::record(pid_file, verdict);
+            super::status::record(pid_file, Ok(up.pid));
         }
-        result
+        Ok(up)
+    }
+
+    /// Counts and records a failed upgrade; also one the
+    /// [`Lifecycle`](crate::Lifecycle) refused before anything started.
+    pub(crate) fn record_failure(&self, error: UpgradeError) -> UpgradeError {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        if let Some(pid_file) = &self.pid_file {
+            super::status::record(pid_file, Err(error.to_string()));
+        }
+        error
     }
 
     async fn run(&self, shutdown: &Shutdown) -> Result<Upgraded, UpgradeError> {
         let start = Instant::now();
-        let (mut child, ready) = self.spawn()?;
+        let (child, ready) = self.spawn()?;
         let pid = child.id().unwrap_or(0);
+        let mut attempt = Attempt { child: Some(child) };
+        let child = attempt.child();
         tracing::info!(pid, program = %self.program.display(), "upgrade: new process started, waiting for it to be ready");
         let mut ready = tokio::net::unix::pipe::Receiver::from_owned_fd(ready)?;
         let mut phase = shutdown.watch_phase();
@@ -344,7 +359,7 @@ impl Handoff {
             read = first_line.read_to_end(&mut line) => match read {
                 Ok(_) if line == READY_LINE => Ok(()),
                 // EOF without the line: the child is gone, or about to be.
-                Ok(_) => Err(self.exited(&mut child, pid).await),
+                Ok(_) => Err(self.exited(child, pid).await),
                 Err(e) => Err(UpgradeError::HandoffIo(e)),
             },
             status = child.wait() => Err(match status {
@@ -355,12 +370,19 @@ impl Handoff {
             () = shutdown_started(&mut phase) => Err(UpgradeError::ShuttingDown),
         };
         match verdict {
-            Ok(()) => Ok(Upgraded {
-                pid,
-                elapsed: start.elapsed(),
-            }),
+            Ok(()) => {
+                // Ready: it serves now, and outlives us.
+                attempt.child.take();
+                Ok(Upgraded {
+                    pid,
+                    elapsed: start.elapsed(),
+                })
+            }
             Err(e) => {
-                super::group::stop(&mut child, pid).await;
+                let mut child = attempt.child.take();
+                if let Some(child) = child.as_mut() {
+                    super::group::stop(child, pid).await;
+                }
                 Err(e)
             }
         }
@@ -452,6 +474,64 @@ impl Handoff {
     }
 }
 
+/// Holds the in-progress flag for one upgrade, and releases it however the
+/// upgrade ends: a verdict, or its future dropped (a cancelled control
+/// request, a `select!`). Without it a dropped upgrade refused every later
+/// one with [`UpgradeError::InProgress`].
+struct InProgress<'a>(&'a AtomicBool);
+
+impl<'a> InProgress<'a> {
+    fn claim(flag: &'a AtomicBool) -> Option<Self> {
+        // SeqCst: the flag is the only thing keeping two children from being
+        // handed the same sockets at once; no weaker ordering is worth it here.
+        (!flag.swap(true, Ordering::SeqCst)).then_some(InProgress(flag))
+    }
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A started new process not yet ready. Dropped unresolved (the upgrade's
+/// future was dropped), it is stopped in the background as a failed attempt
+/// is, rather than left holding our sockets with nobody watching it.
+struct Attempt {
+    child: Option<Child>,
+}
+
+impl Attempt {
+    fn child(&mut self) -> &mut Child {
+        self.child
+            .as_mut()
+            .expect("invariant: the child is taken only once the attempt ends")
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = child.id().unwrap_or(0);
+        tracing::warn!(
+            pid,
+            "upgrade abandoned before the new process was ready; stopping it"
+        );
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { super::group::stop(&mut child, pid).await });
+            }
+            // No runtime left to wait with: kill now, the kernel reaps it
+            // once we exit.
+            Err(_) => {
+                let _ = child.start_kill();
+            }
+        }
+    }
+}
+
 async fn shutdown_started(phase: &mut tokio::sync::watch::Receiver<crate::drain::Phase>) {
     // The guard `wait_for` returns is not Send: drop it before resolving.
     let _ = phase
@@ -491,8 +571,27 @@ fn resolve_program(arg0: &OsStr) -> io::Result<PathBuf> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Reports ready at once, as a new grace process does once it serves.
+    pub(crate) const READY_AT_ONCE: &str = "eval \"echo ready >&$GRACE_UPGRADE_READY_FD\"";
+
+    #[tokio::test]
+    async fn an_upgrade_dropped_midway_does_not_block_the_next() {
+        // Never ready: the caller (a control client, a `select!`) gives up first.
+        let handoff = Handoff::from_current_process()
+            .unwrap()
+            .command("/bin/sh", &["sh", "-c", "sleep 30"]);
+        let shutdown = Shutdown::new();
+        let cancelled =
+            tokio::time::timeout(Duration::from_millis(200), handoff.upgrade(&shutdown)).await;
+        assert!(cancelled.is_err(), "the child never reports ready");
+
+        let handoff = handoff.command("/bin/sh", &["sh", "-c", READY_AT_ONCE]);
+        let up = handoff.upgrade(&shutdown).await;
+        assert!(up.is_ok(), "{up:?}");
+    }
 
     #[test]
     fn relative_and_bare_program_names_become_absolute() {

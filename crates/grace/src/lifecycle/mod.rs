@@ -1,7 +1,12 @@
 //! The process lifecycle: signals in, reloads and a graceful shutdown out.
+//!
+//! Every signal path (SIGHUP, SIGTERM and its kin, SIGUSR2) and every
+//! [`Controller`] request starts here, and asks one state machine (the
+//! `machine` module, whose documentation is its transition table) what it
+//! may do: the rules that keep reloads, upgrades and the shutdown apart live
+//! there and nowhere else. This module only carries out the answers.
 
-use std::sync::Arc;
-
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio_util::task::TaskTracker;
@@ -11,8 +16,11 @@ use crate::error::ReloadError;
 use crate::handoff::{Handoff, UpgradeError, Upgraded};
 #[cfg(feature = "systemd")]
 use crate::notify::Notifier;
-use crate::reload::{Reloader, Verdict};
+use crate::reload::{ReloadEvent, Reloader, Verdict};
 use crate::signals::{Event, Signal, Signals};
+use machine::{Action, By, Input, Refusal, State};
+
+mod machine;
 
 type SettingsFn<T> = dyn Fn(&T) -> DrainSettings + Send + Sync;
 
@@ -64,16 +72,31 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
     where
         F: Fn(&T) -> DrainSettings + Send + Sync + 'static,
     {
+        let core = Arc::new(Core {
+            state: Mutex::new(State::Running),
+            reloader,
+            shutdown,
+            drain_settings: Box::new(drain_settings),
+            handoff: OnceLock::new(),
+            upgrades: TaskTracker::new(),
+            #[cfg(feature = "systemd")]
+            notifier: OnceLock::new(),
+        });
+        // Weak: the reloader keeps its observers, and the core keeps the
+        // reloader; a strong reference would keep both alive forever.
+        let weak = Arc::downgrade(&core);
+        core.reloader.observe(move |event| {
+            if let Some(core) = weak.upgrade() {
+                core.on(match event {
+                    ReloadEvent::Started => Input::ReloadStarted,
+                    ReloadEvent::Finished(verdict) => Input::ReloadFinished {
+                        accepted: verdict.is_ok(),
+                    },
+                });
+            }
+        });
         Lifecycle {
-            controller: Controller {
-                reloader,
-                shutdown,
-                drain_settings: Arc::new(drain_settings),
-                handoff: None,
-                upgrades: TaskTracker::new(),
-                #[cfg(feature = "systemd")]
-                notifier: None,
-            },
+            controller: Controller { core },
         }
     }
 
@@ -81,19 +104,18 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
     /// the shutdown, watchdog pings; silenced once an upgrade's new process
     /// took over as the main one.
     #[cfg(feature = "systemd")]
-    pub fn with_notifier(mut self, notifier: Arc<Notifier>) -> Self {
-        crate::notify::attach(
-            notifier.clone(),
-            &self.controller.reloader,
-            &self.controller.shutdown,
-        );
-        self.controller.notifier = Some(notifier);
+    pub fn with_notifier(self, notifier: Arc<Notifier>) -> Self {
+        let core = &self.controller.core;
+        // Builder methods take `self`: no controller exists yet to race with.
+        if core.notifier.set(notifier.clone()).is_ok() {
+            crate::notify::attach(notifier, &core.reloader, &core.shutdown);
+        }
         self
     }
 
     /// Enables upgrades through `handoff`.
-    pub fn with_handoff(mut self, handoff: Arc<Handoff>) -> Self {
-        self.controller.handoff = Some(handoff);
+    pub fn with_handoff(self, handoff: Arc<Handoff>) -> Self {
+        let _ = self.controller.core.handoff.set(handoff);
         self
     }
 
@@ -107,28 +129,32 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
     /// Handles `event`, as a signal would. `cause` names it in the log.
     pub fn handle(&self, event: Event, cause: &str) {
         let c = &self.controller;
+        let core = &c.core;
         match event {
-            Event::Reload if c.shutdown.is_shutting_down() => {
-                tracing::info!(cause, "reload ignored: shutting down");
-            }
-            Event::Reload => {
-                c.reloader.trigger();
-            }
-            Event::Shutdown if !c.shutdown.is_shutting_down() => {
-                c.stop();
-            }
-            Event::Shutdown => {
-                tracing::warn!(cause, "second shutdown request: forcing");
-                c.shutdown.force(ForceReason::Requested);
-            }
-            Event::Upgrade if c.handoff.is_none() => tracing::warn!(
+            Event::Reload => match core.on(Input::ReloadRequested) {
+                Action::Reload => {
+                    core.reloader.trigger();
+                }
+                _ => tracing::info!(cause, "reload ignored: shutting down"),
+            },
+            Event::Shutdown => match core.on(Input::Stop(By::Signal)) {
+                Action::Drain => {
+                    core.begin_drain();
+                }
+                Action::Force => {
+                    tracing::warn!(cause, "second shutdown request: forcing");
+                    core.force();
+                }
+                _ => {}
+            },
+            Event::Upgrade if core.handoff.get().is_none() => tracing::warn!(
                 cause,
                 "upgrade requested, but upgrades are not enabled; ignored"
             ),
             Event::Upgrade => {
                 // Counted before the task first runs: `run` must not return
                 // (and the process exit) in between.
-                let running = c.upgrades.token();
+                let running = core.upgrades.token();
                 let c = c.clone();
                 // The verdict is logged by `upgrade`; nobody else waits for it.
                 tokio::spawn(async move {
@@ -154,8 +180,9 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
     /// Not cancel safe in a useful sense: dropping it stops signal handling,
     /// though a shutdown already begun goes on.
     pub async fn run(self, mut signals: Signals) -> Outcome {
-        let shutdown = self.controller.shutdown.clone();
-        if let Some(handoff) = self.controller.handoff.clone() {
+        let core = &self.controller.core;
+        let shutdown = core.shutdown.clone();
+        if let Some(handoff) = core.handoff.get().cloned() {
             shutdown.on_drain(move || handoff.release());
         }
         let outcome = loop {
@@ -167,9 +194,9 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
                 },
             }
         };
-        let upgrades = &self.controller.upgrades;
-        upgrades.close();
-        upgrades.wait().await;
+        core.on(Input::DrainFinished);
+        core.upgrades.close();
+        core.upgrades.wait().await;
         outcome
     }
 
@@ -183,6 +210,88 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
                 signal = signal.name(),
                 "signal ignored: {signal} has no meaning for grace"
             ),
+        }
+    }
+}
+
+/// What a [`Lifecycle`] and its controllers share: the state, and what its
+/// actions act on.
+struct Core<T> {
+    state: Mutex<State>,
+    reloader: Reloader<T>,
+    shutdown: Shutdown,
+    drain_settings: Box<SettingsFn<T>>,
+    // Set once, by the builder methods of `Lifecycle`.
+    handoff: OnceLock<Arc<Handoff>>,
+    // Upgrades under way, which `Lifecycle::run` waits for.
+    upgrades: TaskTracker,
+    #[cfg(feature = "systemd")]
+    notifier: OnceLock<Arc<Notifier>>,
+}
+
+impl<T> Core<T> {
+    /// Moves the state machine; the caller carries out the action.
+    fn on(&self, input: Input) -> Action {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (next, action) = machine::on(*state, input);
+        if next != *state {
+            tracing::debug!(from = ?*state, to = ?next, ?input, "lifecycle state changed");
+        }
+        *state = next;
+        action
+    }
+}
+
+impl<T: Send + Sync + 'static> Core<T> {
+    fn begin_drain(&self) -> bool {
+        self.reloader.close();
+        let settings = (self.drain_settings)(&self.reloader.config().load());
+        self.shutdown.begin(settings)
+    }
+
+    fn force(&self) {
+        self.reloader.close();
+        self.shutdown.force(ForceReason::Requested);
+    }
+
+    fn hand_over(&self) {
+        // The new process told systemd it is the main one; our
+        // STOPPING=1 would now describe the service as stopping.
+        #[cfg(feature = "systemd")]
+        if let Some(notifier) = self.notifier.get() {
+            notifier.silence();
+        }
+        self.reloader.close();
+        let settings = DrainSettings {
+            delay: Duration::ZERO,
+            ..(self.drain_settings)(&self.reloader.config().load())
+        };
+        self.shutdown.begin(settings);
+    }
+}
+
+/// The "upgrading" state of one upgrade: leaves it however the upgrade ends,
+/// a verdict or its future dropped, so that a cancelled upgrade never
+/// refuses the next one.
+struct Upgrading<'a, T> {
+    core: &'a Core<T>,
+    finished: bool,
+}
+
+impl<T> Upgrading<'_, T> {
+    fn finish(mut self, ok: bool) -> Action {
+        self.finished = true;
+        self.core.on(Input::UpgradeFinished { ok })
+    }
+}
+
+impl<T> Drop for Upgrading<'_, T> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.core.on(Input::UpgradeFinished { ok: false });
         }
     }
 }
@@ -209,26 +318,13 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
 /// # }
 /// ```
 pub struct Controller<T> {
-    reloader: Reloader<T>,
-    shutdown: Shutdown,
-    drain_settings: Arc<SettingsFn<T>>,
-    handoff: Option<Arc<Handoff>>,
-    // Upgrades under way, which `Lifecycle::run` waits for.
-    upgrades: TaskTracker,
-    #[cfg(feature = "systemd")]
-    notifier: Option<Arc<Notifier>>,
+    core: Arc<Core<T>>,
 }
 
 impl<T> Clone for Controller<T> {
     fn clone(&self) -> Self {
         Controller {
-            reloader: self.reloader.clone(),
-            shutdown: self.shutdown.clone(),
-            drain_settings: self.drain_settings.clone(),
-            handoff: self.handoff.clone(),
-            upgrades: self.upgrades.clone(),
-            #[cfg(feature = "systemd")]
-            notifier: self.notifier.clone(),
+            core: self.core.clone(),
         }
     }
 }
@@ -236,9 +332,9 @@ impl<T> Clone for Controller<T> {
 impl<T> std::fmt::Debug for Controller<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Controller")
-            .field("reloader", &self.reloader)
-            .field("shutdown", &self.shutdown)
-            .field("upgrades", &self.handoff.is_some())
+            .field("reloader", &self.core.reloader)
+            .field("shutdown", &self.core.shutdown)
+            .field("upgrades", &self.core.handoff.get().is_some())
             .finish()
     }
 }
@@ -246,19 +342,18 @@ impl<T> std::fmt::Debug for Controller<T> {
 impl<T: Send + Sync + 'static> Controller<T> {
     /// The reloader: generation, last verdict, counters.
     pub fn reloader(&self) -> &Reloader<T> {
-        &self.reloader
+        &self.core.reloader
     }
 
     /// The shutdown: phase, counts, deadline.
     pub fn shutdown(&self) -> &Shutdown {
-        &self.shutdown
+        &self.core.shutdown
     }
 
     /// The hand-off, when upgrades are enabled.
     pub fn handoff(&self) -> Option<&Arc<Handoff>> {
-        self.handoff.as_ref()
+        self.core.handoff.get()
     }
-
     /// Reloads and returns the verdict: the new generation, or why the
     /// configuration was refused (the previous one keeps serving). During a
     /// shutdown: [`ReloadError::ShuttingDown`].
@@ -292,10 +387,10 @@ impl<T: Send + Sync + 'static> Controller<T> {
     /// # }
     /// ```
     pub async fn reload(&self) -> Verdict {
-        if self.shutdown.is_shutting_down() {
-            return Err(ReloadError::ShuttingDown);
+        match self.core.on(Input::ReloadRequested) {
+            Action::Reload => self.core.reloader.reload().await,
+            _ => Err(ReloadError::ShuttingDown),
         }
-        self.reloader.reload().await
     }
 
     /// Hands the listeners to a new process; once it is ready, this one
@@ -329,34 +424,45 @@ impl<T: Send + Sync + 'static> Controller<T> {
     /// ```
     ///
     /// # Cancel safety
-    /// Not cancel safe: see [`Handoff::upgrade`]. Spawn it when the caller
-    /// may go away (a control client that disconnects).
+    /// Cancel safe: dropping the future ends the attempt (its new process is
+    /// stopped, see [`Handoff::upgrade`]) and the next upgrade may start at
+    /// once. Spawn it when the attempt should outlive its caller (a control
+    /// client that disconnects).
     pub async fn upgrade(&self) -> Result<Upgraded, UpgradeError> {
-        let Some(handoff) = &self.handoff else {
+        let core = &*self.core;
+        let Some(handoff) = core.handoff.get() else {
             return Err(UpgradeError::Disabled);
         };
-        let _running = self.upgrades.token();
-        match handoff.upgrade(&self.shutdown).await {
-            Ok(up) => {
-                tracing::info!(
-                    new_pid = up.pid,
-                    elapsed_ms = up.elapsed.as_secs_f64() * 1000.0,
-                    "upgrade: the new process is ready; draining this one"
-                );
-                // The new process told systemd it is the main one; our
-                // STOPPING=1 would now describe the service as stopping.
-                #[cfg(feature = "systemd")]
-                if let Some(notifier) = &self.notifier {
-                    notifier.silence();
-                }
-                self.reloader.close();
-                let settings = DrainSettings {
-                    delay: Duration::ZERO,
-                    ..(self.drain_settings)(&self.reloader.config().load())
+        let _running = core.upgrades.token();
+        let pid1 = std::process::id() == 1;
+        let result = match core.on(Input::UpgradeRequested { pid1 }) {
+            Action::Upgrade => {
+                let upgrading = Upgrading {
+                    core,
+                    finished: false,
                 };
-                self.shutdown.begin(settings);
-                Ok(up)
+                let result = handoff.upgrade(&core.shutdown).await;
+                if let Ok(up) = &result {
+                    tracing::info!(
+                        new_pid = up.pid,
+                        elapsed_ms = up.elapsed.as_secs_f64() * 1000.0,
+                        "upgrade: the new process is ready; draining this one"
+                    );
+                }
+                if upgrading.finish(result.is_ok()) == Action::HandOver {
+                    core.hand_over();
+                }
+                result
             }
+            Action::RefuseUpgrade(refusal) => Err(handoff.record_failure(match refusal {
+                Refusal::InProgress => UpgradeError::InProgress,
+                Refusal::ShuttingDown => UpgradeError::ShuttingDown,
+                Refusal::Pid1 => UpgradeError::Pid1,
+            })),
+            action => unreachable!("the machine answers an upgrade request with {action:?}"),
+        };
+        match result {
+            Ok(up) => Ok(up),
             // Not "keeps serving": it is on its way out.
             Err(e @ UpgradeError::ShuttingDown) => {
                 tracing::info!("upgrade not done: {e}");
@@ -399,17 +505,17 @@ impl<T: Send + Sync + 'static> Controller<T> {
     /// # }
     /// ```
     pub fn stop(&self) -> bool {
-        if self.shutdown.is_shutting_down() {
-            return false;
+        match self.core.on(Input::Stop(By::Request)) {
+            Action::Drain => self.core.begin_drain(),
+            _ => false,
         }
-        self.reloader.close();
-        let settings = (self.drain_settings)(&self.reloader.config().load());
-        self.shutdown.begin(settings)
     }
 
     /// Cuts remaining work now, as a second signal does.
     pub fn force(&self) {
-        self.shutdown.force(ForceReason::Requested);
+        if self.core.on(Input::Force) == Action::Force {
+            self.core.force();
+        }
     }
 }
 
@@ -418,6 +524,7 @@ mod tests {
     use super::*;
     use crate::config::Reloadable;
     use crate::error::BoxError;
+    use crate::handoff::upgrade_tests::READY_AT_ONCE;
 
     fn lifecycle() -> Lifecycle<u32> {
         let reloader = Reloader::new(Reloadable::new(1u32), || Ok::<_, BoxError>(2u32));
@@ -440,6 +547,32 @@ mod tests {
         assert!(c.stop());
         assert!(!c.stop(), "already stopping");
         assert!(s.wait().await.is_clean(), "the request was not cut");
+    }
+
+    #[tokio::test]
+    async fn an_upgrade_dropped_midway_does_not_block_the_next() {
+        let mark = std::env::temp_dir().join(format!("grace-upgrade-{}", std::process::id()));
+        let _ = std::fs::remove_file(&mark);
+        // The first attempt never gets ready; the next one is ready at once.
+        let script = format!(
+            "if [ -e '{}' ]; then {READY_AT_ONCE}; else : > '{0}'; exec sleep 30; fi",
+            mark.display()
+        );
+        let handoff = Handoff::from_current_process()
+            .unwrap()
+            .command("/bin/sh", &["sh", "-c", &script]);
+        let c = lifecycle().with_handoff(Arc::new(handoff)).controller();
+        // The caller goes away: a control client that disconnected, a `select!`.
+        let cancelled = tokio::time::timeout(Duration::from_millis(200), c.upgrade()).await;
+        assert!(
+            cancelled.is_err(),
+            "the first new process never reports ready"
+        );
+
+        let up = c.upgrade().await;
+        assert!(up.is_ok(), "{up:?}");
+        assert!(c.shutdown().is_shutting_down(), "handed over: draining");
+        std::fs::remove_file(&mark).unwrap();
     }
 
     #[tokio::test]
