@@ -14,7 +14,7 @@ use rustix::process::Signal;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use support::h2;
-use support::{run, Grace, SOON};
+use support::{eventually, run, Grace, SOON};
 
 /// The exit code for a bad configuration (EX_CONFIG).
 const CONFIG: i32 = 78;
@@ -457,8 +457,13 @@ fn an_upgrade_serves_tls_on_the_inherited_socket() {
         grace.dir.path(),
     );
     assert_eq!(code, 0, "{out}{err}");
-    let mut fresh = connect(&client, addr, "localhost").unwrap();
-    assert_eq!(presented(&fresh), new.der, "the new process serves");
+    // The verdict comes once the new process serves; the old one may still
+    // take a connection from the shared socket until its accept loop has
+    // stopped (and serves it in full), so wait for the new certificate.
+    let mut fresh = eventually(SOON, "a fresh connection to reach the new process", || {
+        let fresh = connect(&client, addr, "localhost").unwrap();
+        (presented(&fresh) == new.der).then_some(fresh)
+    });
     assert_eq!(get(&mut fresh, "/"), (200, "hello".to_owned()));
     grace
         .log()
