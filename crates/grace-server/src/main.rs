@@ -34,8 +34,8 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        None => serve::run(cli.serve),
-        Some(Command::Serve(args)) => serve::run(args),
+        None => serve(&cli.serve),
+        Some(Command::Serve(args)) => serve(&args),
         Some(Command::Check(args)) => check(&source(args.config)),
         Some(Command::Status(args)) => client::run(Action::Status, &args),
         Some(Command::Reload(args)) => client::run(Action::Reload, &args),
@@ -43,6 +43,45 @@ fn main() -> ExitCode {
         Some(Command::Stop(args)) => client::run(Action::Stop { wait: args.wait }, &args.client),
     };
     ExitCode::from(code)
+}
+
+/// `grace serve`, and the one place its failures become exit statuses.
+fn serve(args: &cli::ServeArgs) -> u8 {
+    // First, while this is the only thread (the log's writer is one): the
+    // environment is read and cleared, and inherited descriptors are owned
+    // before anything can leak them into a child.
+    let inherited = grace::handoff::Inherited::take();
+    let log = logging::init(args.log_format);
+    let result = inherited
+        .map_err(grace::StartError::from)
+        .and_then(|inherited| serve::run(args, inherited, &log));
+    let code = match result {
+        Ok(outcome) => {
+            let code = if outcome.is_clean() {
+                exit::OK
+            } else {
+                exit::FORCED
+            };
+            tracing::info!(code, "exiting");
+            code
+        }
+        Err(e) => {
+            match &e {
+                // The binary's own message: where in the file, and why.
+                grace::StartError::Config(why) => {
+                    eprintln!("error: {why:#}");
+                    tracing::error!("refusing to start: invalid configuration");
+                }
+                e => {
+                    eprintln!("error: {e}");
+                    tracing::error!("refusing to start: {e}");
+                }
+            }
+            e.exit_code()
+        }
+    };
+    log.report_final();
+    code
 }
 
 fn source(path: Option<std::path::PathBuf>) -> Source {

@@ -17,8 +17,7 @@ async fn hello(State(greeting): State<Reloadable<String>>) -> String {
     greeting.load().to_string()
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();
@@ -33,7 +32,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let load = move || std::fs::read_to_string(&path).map(|text| text.trim().to_owned());
     let outcome = Server::new(load)
         .listen(addr)
-        .run_tower(|greeting, _shutdown| Router::new().route("/", get(hello)).with_state(greeting))
-        .await?;
+        .run_tower_blocking(|greeting, _shutdown| {
+            Router::new().route("/", get(hello)).with_state(greeting)
+        })?;
     std::process::exit(if outcome.is_clean() { 0 } else { 75 });
 }

@@ -42,8 +42,7 @@ fn load(path: &str) -> Result<AppConfig, ConfigError> {
     Ok(config)
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();
@@ -60,12 +59,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             timeout: Duration::from_secs(config.shutdown_timeout_secs),
             ..Default::default()
         })
-        .run(|config, _shutdown| {
+        .run_blocking(|config, _shutdown| {
             service_fn(move |_request| {
                 let body = Bytes::from(config.load().greeting.clone());
                 async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
             })
-        })
-        .await?;
+        })?;
     std::process::exit(if outcome.is_clean() { 0 } else { 75 });
 }

@@ -14,17 +14,22 @@ use grace::{DrainSettings, Lifecycle, Listener, Reloadable, Reloader, Shutdown};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();
+    // Before the runtime starts its threads: the environment is read and
+    // cleared, and the sockets owned, while no other thread can look.
+    let inherited = Inherited::take()?;
+    tokio::runtime::Runtime::new()?.block_on(serve(inherited))
+}
+
+async fn serve(mut inherited: Inherited) -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:7000".into())
         .parse()?;
 
-    let mut inherited = Inherited::take()?;
     let signals = Signals::install()?;
     let listener = match inherited.listener("echo", addr) {
         Some(listener) => listener?,

@@ -11,8 +11,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{service::service_fn, Response};
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();
@@ -26,13 +25,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let load = move || std::fs::read_to_string(&path);
     let outcome = grace::Server::new(load)
         .listen(addr)
-        .run(|greeting, _shutdown| {
+        .run_blocking(|greeting, _shutdown| {
             service_fn(move |_request| {
                 // One snapshot per request: a reload never tears a response.
                 let body = Bytes::from(greeting.load().trim().to_owned());
                 async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
             })
-        })
-        .await?;
+        })?;
     std::process::exit(if outcome.is_clean() { 0 } else { 75 });
 }

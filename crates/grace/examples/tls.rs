@@ -25,8 +25,7 @@ fn load(dir: &Path) -> Result<CertStore, CertificateError> {
     Ok(CertStore::new(cert))
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();
@@ -39,11 +38,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let outcome = grace::Server::new(move || load(&dir))
         .listen_tls([addr], |store: &CertStore| store.clone())
-        .run(|_config, _shutdown| {
+        .run_blocking(|_config, _shutdown| {
             service_fn(|_request| async {
                 Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello over tls"))))
             })
-        })
-        .await?;
+        })?;
     std::process::exit(if outcome.is_clean() { 0 } else { 75 });
 }

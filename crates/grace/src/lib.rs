@@ -11,19 +11,18 @@
 //! use http_body_util::Full;
 //! use hyper::{service::service_fn, Response};
 //!
-//! #[tokio::main]
-//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     // Called at start and on every SIGHUP; an error keeps the old value.
 //!     let load = || std::fs::read_to_string("greeting.txt");
 //!     let outcome = grace::Server::new(load)
 //!         .listen("127.0.0.1:8080".parse()?)
-//!         .run(|greeting, _shutdown| {
+//!         // Takes inherited sockets first, then starts its own runtime.
+//!         .run_blocking(|greeting, _shutdown| {
 //!             service_fn(move |_req| {
 //!                 let body = Bytes::from(greeting.load().to_string());
 //!                 async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
 //!             })
-//!         })
-//!         .await?;
+//!         })?;
 //!     // SIGTERM: readiness fails, listeners close, every request finishes.
 //!     std::process::exit(if outcome.is_clean() { 0 } else { 75 });
 //! }
@@ -34,7 +33,7 @@
 //! forces), and on SIGUSR2 hands its listening sockets to a new process of
 //! the binary now at its path, draining only once that one serves. Under
 //! systemd it speaks `sd_notify`. An axum `Router` works the same through
-//! `Server::run_tower` (feature `tower`).
+//! `Server::run_tower_blocking` (feature `tower`).
 //!
 //! ## Why not `select!` on a signal?
 //!
@@ -102,4 +101,4 @@ pub use http::{serve, Limits, Running, Serve};
 pub use lifecycle::{Controller, Lifecycle};
 pub use listener::Listener;
 pub use reload::{ReloadEvent, Reloader, Ticket, Verdict};
-pub use server::{Server, StartError};
+pub use server::{Server, StartError, Started};

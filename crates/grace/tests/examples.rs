@@ -23,6 +23,8 @@ fn example(name: &str) -> PathBuf {
 struct Running {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// Every line read so far.
+    seen: Vec<String>,
     addr: SocketAddr,
 }
 
@@ -46,9 +48,20 @@ impl Running {
         let mut running = Running {
             child,
             lines,
+            seen: Vec::new(),
             addr: "0.0.0.0:0".parse().unwrap(),
         };
         let line = running.wait_for("listening on ");
+        // The library's path must be the correct one: sockets and
+        // environment taken while the process has one thread.
+        assert!(
+            !running
+                .seen
+                .iter()
+                .any(|l| l.contains("while other threads run")),
+            "{name}: {:#?}",
+            running.seen
+        );
         running.addr = line
             .split("listening on ")
             .nth(1)
@@ -62,8 +75,12 @@ impl Running {
         let deadline = Instant::now() + SOON;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
                 Err(_) => break,
             }
         }

@@ -83,15 +83,20 @@ struct Socket {
 /// use grace::handoff::Inherited;
 /// use grace::Listener;
 ///
-/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// // Before anything else reads the environment or spawns a child.
-/// let mut inherited = Inherited::take()?;
-/// let addr = "127.0.0.1:8080".parse()?;
-/// let listener = match inherited.listener("127.0.0.1:8080", addr) {
-///     Some(listener) => listener?,   // handed over: same socket, same backlog
-///     None => Listener::bind(addr)?, // first start
-/// };
-/// # Ok(()) }
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     // Before anything else reads the environment, spawns a child or a
+///     // thread: the runtime starts after.
+///     let mut inherited = Inherited::take()?;
+///     tokio::runtime::Runtime::new()?.block_on(async {
+///         let addr = "127.0.0.1:8080".parse()?;
+///         let listener = match inherited.listener("127.0.0.1:8080", addr) {
+///             Some(listener) => listener?,   // handed over: same socket, same backlog
+///             None => Listener::bind(addr)?, // first start
+///         };
+///         # drop(listener);
+///         Ok::<(), Box<dyn std::error::Error>>(())
+///     })
+/// }
 /// ```
 #[derive(Debug, Default)]
 pub struct Inherited {
@@ -109,6 +114,7 @@ impl Inherited {
     /// Malformed variables, or descriptors that are not listening TCP
     /// sockets. Descriptors already taken are closed.
     pub fn take() -> Result<Inherited, ActivationError> {
+        warn_if_threads_run();
         let var = |name| std::env::var(name).ok();
         let parsed = parse(
             var("LISTEN_PID").as_deref(),
@@ -178,8 +184,9 @@ impl Inherited {
     /// ```no_run
     /// use grace::{handoff::Inherited, Listener};
     ///
-    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let mut inherited = Inherited::take()?;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut inherited = Inherited::take()?; // first: one thread so far
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let mut listeners = Vec::new();
     /// // By name first (systemd's FileDescriptorName=, or the name a grace
     /// // parent registered), then by address.
@@ -191,7 +198,7 @@ impl Inherited {
     ///     });
     /// }
     /// inherited.close_unclaimed(); // addresses no longer configured
-    /// # Ok(()) }
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }) }
     /// ```
     ///
     /// # Panics
@@ -226,6 +233,25 @@ impl Inherited {
     /// The pipe to tell a grace parent that we are ready, if it started us.
     pub fn take_ready_pipe(&mut self) -> Option<ReadyPipe> {
         self.ready.take()
+    }
+}
+
+/// Says so when other threads already run, or may start at any moment (we
+/// are inside an async runtime, whose workers start when it likes): one of
+/// them may read the variables while we remove them (a data race on the
+/// environment), or fork a child that inherits descriptors we have not yet
+/// marked close-on-exec.
+fn warn_if_threads_run() {
+    let in_runtime = tokio::runtime::Handle::try_current().is_ok();
+    // Linux lists each thread of the process there; elsewhere, count one.
+    let threads = std::fs::read_dir("/proc/self/task").map_or(1, Iterator::count);
+    if threads > 1 || in_runtime {
+        tracing::warn!(
+            threads,
+            in_runtime,
+            "inherited sockets taken while other threads run or may start: take them first \
+             in main, before any runtime or thread starts"
+        );
     }
 }
 

@@ -33,6 +33,7 @@
 //! ```
 
 mod certificate;
+mod shared;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -46,6 +47,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 pub use certificate::{Certificate, CertificateError, CertificateInfo, Validity, EXPIRY_WARNING};
+pub use shared::{certificates, SharedTls};
 pub use store::CertStore;
 
 /// What a TLS listener serves with: the rustls configuration and the
