@@ -74,7 +74,7 @@ impl App {
                 Default::default(),
             ),
             _ => {
-                let snapshot = self.config.load();
+                let snapshot = self.config.read();
                 match snapshot.routes.get(path) {
                     Some(route) => {
                         let mut res = Response::new(Full::new(route.body));

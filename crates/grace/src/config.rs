@@ -64,6 +64,23 @@ impl<T> std::ops::Deref for Snapshot<T> {
     }
 }
 
+/// A short-lived borrow of the current [`Snapshot`]; see [`Reloadable::read`].
+pub struct SnapshotRef<T>(arc_swap::Guard<Arc<Snapshot<T>>>);
+
+impl<T> std::ops::Deref for SnapshotRef<T> {
+    type Target = Snapshot<T>;
+
+    fn deref(&self) -> &Snapshot<T> {
+        &self.0
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for SnapshotRef<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// The current configuration, swapped atomically on reload. Cheap to clone;
 /// all clones share one value.
 ///
@@ -125,8 +142,29 @@ impl<T> Reloadable<T> {
     }
 
     /// The current snapshot. Lock-free: one atomic reference-count increment.
+    /// To keep across an `.await`; on the request path, [`read`](Self::read).
     pub fn load(&self) -> Arc<Snapshot<T>> {
         self.inner.current.load_full()
+    }
+
+    /// The current snapshot, for a short read (building a response, say).
+    /// Lock-free, and it writes to no counter every reader shares, as
+    /// [`load`](Self::load)'s reference count is: a request on each core can
+    /// read at once without moving a cache line. Hold it briefly and not
+    /// across an `.await`; a store meanwhile waits for nothing, but the old
+    /// generation lives until the guard goes.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use grace::Reloadable;
+    ///
+    /// let config = Reloadable::new(String::from("hello"));
+    /// assert_eq!(config.read().config(), "hello");
+    /// assert_eq!(config.read().generation(), 1);
+    /// ```
+    pub fn read(&self) -> SnapshotRef<T> {
+        SnapshotRef(self.inner.current.load())
     }
 
     /// The current generation.

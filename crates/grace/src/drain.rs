@@ -17,7 +17,7 @@
 //! rule), so the outcome is driven by the last connection going away, never by
 //! a polling timer.
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -25,6 +25,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::metrics::requests::{shard, SHARDS};
 
 /// Timings of a graceful shutdown, read when the shutdown begins so that a
 /// reloaded configuration applies to the next shutdown.
@@ -263,7 +265,11 @@ struct Inner {
     force: CancellationToken,
     tracker: TaskTracker,
     connections: AtomicUsize,
-    requests: AtomicUsize,
+    // Every request of every connection changes this count twice: one shared
+    // counter would move its cache line between the cores on each request.
+    // Each thread adds to its own shard; a guard may end on another thread,
+    // so a shard can go below zero, and only the sum means anything.
+    requests: [RequestShard; SHARDS],
     // Listening sockets still open; the drain is announced once it is zero.
     listeners: watch::Sender<usize>,
     on_drain: std::sync::Mutex<Vec<Box<dyn FnOnce() + Send>>>,
@@ -302,7 +308,7 @@ impl Shutdown {
                 force: CancellationToken::new(),
                 tracker: TaskTracker::new(),
                 connections: AtomicUsize::new(0),
-                requests: AtomicUsize::new(0),
+                requests: Default::default(),
                 listeners: watch::Sender::new(0),
                 on_drain: std::sync::Mutex::new(Vec::new()),
                 started: OnceLock::new(),
@@ -367,6 +373,11 @@ impl Shutdown {
         &self.inner.drain
     }
 
+    /// Cancelled when remaining work must be dropped; see [`forced`](Self::forced).
+    pub(crate) fn force_token(&self) -> &CancellationToken {
+        &self.inner.force
+    }
+
     /// Resolves when the drain starts.
     ///
     /// # Cancel safety
@@ -407,7 +418,37 @@ impl Shutdown {
 
     /// Requests currently in flight.
     pub fn requests(&self) -> usize {
-        self.inner.requests.load(Ordering::Relaxed)
+        let sum: isize = self
+            .inner
+            .requests
+            .iter()
+            .map(|s| s.0.load(Ordering::Relaxed))
+            .sum();
+        usize::try_from(sum).unwrap_or(0)
+    }
+
+    /// True once the drain started (or work is being forced): what an
+    /// HTTP/1 response checks to add `Connection: close`. One relaxed load of
+    /// a line nothing writes while serving; the drain token would take its
+    /// mutex on every request.
+    pub(crate) fn drain_started(&self) -> bool {
+        self.inner.phase.load(Ordering::Relaxed) >= Phase::Draining as u8
+    }
+
+    /// Counts one request in flight until [`request_ended`](Self::request_ended);
+    /// the request path's [`track_request`](Self::track_request), without the
+    /// guard's reference count on the shared state.
+    pub(crate) fn request_began(&self) {
+        // Relaxed: a tally read for reports; it publishes nothing.
+        self.inner.requests[shard()]
+            .0
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn request_ended(&self) {
+        self.inner.requests[shard()]
+            .0
+            .fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Counts one open connection until the guard is dropped.
@@ -446,7 +487,7 @@ impl Shutdown {
 
     /// Counts one in-flight request until the guard is dropped.
     pub fn track_request(&self) -> RequestGuard {
-        self.inner.requests.fetch_add(1, Ordering::Relaxed);
+        self.request_began();
         RequestGuard {
             inner: self.inner.clone(),
         }
@@ -675,9 +716,16 @@ pub struct RequestGuard {
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.inner.requests.fetch_sub(1, Ordering::Relaxed);
+        self.inner.requests[shard()]
+            .0
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+/// One shard of the in-flight request count, on cache lines of its own.
+#[derive(Default)]
+#[repr(align(128))]
+struct RequestShard(AtomicIsize);
 
 #[cfg(test)]
 mod tests {

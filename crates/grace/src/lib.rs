@@ -92,7 +92,7 @@ pub mod tls;
 #[cfg(feature = "watch")]
 pub mod watch;
 
-pub use config::{Reloadable, Snapshot};
+pub use config::{Reloadable, Snapshot, SnapshotRef};
 pub use drain::{DrainSettings, ForceReason, Outcome, Phase, Shutdown};
 pub use error::{BindError, BoxError, ReloadError};
 #[cfg(feature = "tower")]

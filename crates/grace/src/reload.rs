@@ -414,6 +414,9 @@ impl<T> Inner<T> {
 }
 
 async fn worker<T: Send + Sync + 'static>(inner: Arc<Inner<T>>) {
+    // The first load (the one `config` was made from) left its parse's
+    // pages with the allocator too.
+    let _ = tokio::task::spawn_blocking(crate::handoff::sys::release_free_memory).await;
     loop {
         inner.wake.notified().await;
         let upto = inner.requested.load(Ordering::SeqCst);
@@ -447,16 +450,29 @@ async fn load_once<T: Send + Sync + 'static>(inner: &Arc<Inner<T>>) -> Verdict {
     let start = Instant::now();
     let previous = inner.config.generation();
     inner.loads.fetch_add(1, Ordering::Relaxed);
-    // Loading reads files and may be slow: keep it off the async workers.
+    // Loading reads files and may be slow, and swapping drops the old
+    // generation, which for a big config is as slow: all of it runs off the
+    // async workers, so a burst of reloads does not show in request latency.
     let worker = inner.clone();
     let loaded = tokio::task::spawn_blocking(move || {
-        let config = (worker.load)().map_err(|e| ReloadError::Load(Arc::from(e)))?;
-        let commit = match worker.prepare.get() {
-            None => None,
-            Some(prepare) => prepare(&worker.config.load(), &config)
-                .map_err(|e| ReloadError::Apply(Arc::from(e)))?,
-        };
-        Ok((config, commit))
+        let swapped = (|| {
+            let config = (worker.load)().map_err(|e| ReloadError::Load(Arc::from(e)))?;
+            let commit = match worker.prepare.get() {
+                None => None,
+                Some(prepare) => prepare(&worker.config.load(), &config)
+                    .map_err(|e| ReloadError::Apply(Arc::from(e)))?,
+            };
+            let generation = worker.config.store(config).generation();
+            if let Some(commit) = commit {
+                commit();
+            }
+            Ok(generation)
+        })();
+        // The parse's temporaries (and, once accepted, the old generation)
+        // are freed by now, but the allocator keeps their pages: without
+        // this, RSS grows with every reload of a big config.
+        crate::handoff::sys::release_free_memory();
+        swapped
     })
     .await;
     let elapsed = start.elapsed();
@@ -466,11 +482,7 @@ async fn load_once<T: Send + Sync + 'static>(inner: &Arc<Inner<T>>) -> Verdict {
         )))))
     });
     match outcome {
-        Ok((config, commit)) => {
-            let generation = inner.config.store(config).generation();
-            if let Some(commit) = commit {
-                commit();
-            }
+        Ok(generation) => {
             inner.accepted.fetch_add(1, Ordering::Relaxed);
             tracing::info!(
                 generation,

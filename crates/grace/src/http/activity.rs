@@ -18,12 +18,27 @@ use std::time::Duration;
 
 use std::task::{Context, Poll};
 
+use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+use crate::drain::Shutdown;
+use crate::metrics::requests::Timing;
+use crate::metrics::RequestStats;
+
 /// One connection's requests, counted by its service.
-#[derive(Debug)]
+///
+/// It is also what a request of the connection reaches the server's shared
+/// state through: each request clones this connection's `Arc`, never one
+/// every connection shares, so serving a request writes to no cache line
+/// another connection writes to (the in-flight count and the tallies are
+/// sharded per thread).
 pub(crate) struct Activity {
+    shutdown: Shutdown,
+    // Set when the connection's listener is removed by a reload: its
+    // connections drain as in a shutdown.
+    listener_stopped: Arc<AtomicBool>,
+    stats: Option<Arc<RequestStats>>,
     start: Instant,
     // Milliseconds from `start` to the last request's beginning or end.
     last_ms: AtomicU64,
@@ -37,8 +52,15 @@ pub(crate) struct Activity {
 }
 
 impl Activity {
-    pub(crate) fn new() -> Arc<Self> {
+    pub(crate) fn new(
+        shutdown: Shutdown,
+        listener_stopped: Arc<AtomicBool>,
+        stats: Option<Arc<RequestStats>>,
+    ) -> Arc<Self> {
         Arc::new(Activity {
+            shutdown,
+            listener_stopped,
+            stats,
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
@@ -47,8 +69,8 @@ impl Activity {
         })
     }
 
-    fn touch(&self) {
-        let ms = self.start.elapsed().as_millis() as u64;
+    fn touch(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.start).as_millis() as u64;
         // Relaxed: a stale value only delays the idle check by one round.
         self.last_ms.fetch_max(ms, Ordering::Relaxed);
     }
@@ -60,12 +82,23 @@ impl Activity {
 
     /// Counts a request on this connection until the guard is dropped.
     pub(crate) fn begin_request(self: &Arc<Self>) -> InFlight {
-        self.touch();
+        // One clock read serves the idle check and the request's timing.
+        let now = Instant::now();
+        self.touch(now);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.shutdown.request_began();
         InFlight {
             activity: self.clone(),
             sending: Sending::No,
+            timing: self.stats.is_some().then(|| Timing::start(now.into_std())),
         }
+    }
+
+    /// True once the connection should ask HTTP/1 clients to go
+    /// (`Connection: close`): the shutdown's drain started, or its listener
+    /// was removed. Two relaxed loads of lines nothing writes while serving.
+    pub(crate) fn draining(&self) -> bool {
+        self.shutdown.drain_started() || self.listener_stopped.load(Ordering::Relaxed)
     }
 
     /// Resolves once the connection has had no request in flight for
@@ -137,9 +170,24 @@ enum Sending {
 pub(crate) struct InFlight {
     activity: Arc<Activity>,
     sending: Sending,
+    // Set when the connection's requests are tallied.
+    timing: Option<Timing>,
 }
 
 impl InFlight {
+    /// See [`Activity::draining`].
+    pub(crate) fn draining(&self) -> bool {
+        self.activity.draining()
+    }
+
+    /// The response head is ready with `status`: the request is tallied
+    /// under it when it ends.
+    pub(crate) fn set_status(&mut self, status: StatusCode) {
+        if let Some(timing) = self.timing.as_mut() {
+            timing.set_status(status);
+        }
+    }
+
     /// HTTP/2: the response head is ready, its body is to be sent.
     pub(crate) fn begin_sending(&mut self) {
         if self.sending == Sending::No {
@@ -167,10 +215,15 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.activity.touch();
+        let now = Instant::now();
+        self.activity.touch(now);
         self.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
         if self.sending == Sending::Yes {
             self.activity.sending.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.activity.shutdown.request_ended();
+        if let (Some(timing), Some(stats)) = (self.timing.take(), &self.activity.stats) {
+            timing.finish(stats, now.into_std());
         }
     }
 }
@@ -262,7 +315,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for ReadActivity<T> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
+            self.activity.touch(Instant::now());
         }
         poll
     }
@@ -304,7 +357,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_waits_for_requests_in_flight() {
-        let activity = Activity::new();
+        let activity = Activity::new(Shutdown::new(), Arc::default(), None);
         let request = activity.begin_request();
         let idle = tokio::spawn({
             let activity = activity.clone();
@@ -321,7 +374,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stall_is_a_response_waiting_with_nothing_written() {
         let timeout = Duration::from_secs(1);
-        let activity = Activity::new();
+        let activity = Activity::new(Shutdown::new(), Arc::default(), None);
         let not_within = |d: u64| {
             let activity = activity.clone();
             async move {

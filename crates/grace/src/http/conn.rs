@@ -26,6 +26,7 @@
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +45,7 @@ use super::activity::{Activity, ReadActivity, WriteProgress};
 use super::admission::Slot;
 use super::detect::{detect, request_line_fits, Protocol, Rewind};
 use super::limits::Limits;
+use super::quiet::Quiet;
 use super::reject::{self, Rejections};
 use super::tracked::{Tracked, Wire};
 use super::write_timeout::WriteTimeout;
@@ -62,6 +64,8 @@ pub(crate) struct Setup<S> {
     /// The listener's drain: cancelled on shutdown, or when the listener is
     /// removed by a reload.
     pub(crate) drain: CancellationToken,
+    /// Set (before `drain` is cancelled) when only this listener is removed.
+    pub(crate) listener_stopped: Arc<AtomicBool>,
     pub(crate) limits: Limits,
     pub(crate) stats: Option<Arc<RequestStats>>,
     /// The server's count and log of requests it answers itself.
@@ -123,6 +127,7 @@ where
         service,
         shutdown,
         drain,
+        listener_stopped,
         limits,
         stats,
         rejections,
@@ -169,7 +174,7 @@ where
             }
         }
     };
-    let activity = Activity::new();
+    let activity = Activity::new(shutdown.clone(), listener_stopped, stats);
     let io = WriteTimeout::new(Rewind::new(buf.freeze(), stream), limits.write_timeout);
     let conn = Conn {
         peer,
@@ -177,7 +182,6 @@ where
         drain,
         limits,
         activity,
-        stats,
         rejections,
     };
     match protocol {
@@ -200,15 +204,19 @@ struct Conn {
     drain: CancellationToken,
     limits: Limits,
     activity: Arc<Activity>,
-    stats: Option<Arc<RequestStats>>,
     rejections: Arc<Rejections>,
 }
 
-/// Why a connection is asked to close between requests.
-async fn close_reason(conn: &Conn, asked: bool) -> &'static str {
-    tokio::select! {
-        _ = idle_deadline(&conn.shutdown, &conn.drain), if !asked => "draining",
-        _ = conn.activity.idle_for(conn.limits.idle_timeout) => "idle timeout",
+impl Conn {
+    /// Resolves when remaining work must be dropped. Polled on every wake-up
+    /// of the connection, so through [`Quiet`]: the force token is shared.
+    fn forced(&self) -> Quiet<impl std::future::Future<Output = ()>> {
+        Quiet::new(self.shutdown.force_token().clone().cancelled_owned())
+    }
+
+    /// Resolves when the connection's listener starts draining (likewise).
+    fn drained(&self) -> Quiet<impl std::future::Future<Output = ()>> {
+        Quiet::new(self.drain.clone().cancelled_owned())
     }
 }
 
@@ -225,7 +233,6 @@ where
     let Conn {
         peer,
         shutdown,
-        drain,
         limits,
         ..
     } = &c;
@@ -241,23 +248,27 @@ where
             TokioIo::new(ReadActivity::new(io, c.activity.clone())),
             Tracked::new(
                 service,
-                shutdown.clone(),
                 Wire::Http1 {
-                    drain: drain.clone(),
                     peer: *peer,
                     rejections: c.rejections.clone(),
                 },
                 c.activity.clone(),
-                c.stats.clone(),
             ),
         );
+    let mut forced = c.forced();
+    let mut draining = pin!(idle_deadline_after(c.drained(), shutdown));
     let mut asked = false;
     let result = loop {
         tokio::select! {
             biased;
-            _ = shutdown.forced() => return,
+            _ = &mut forced => return,
             result = poll_fn(|cx| conn.poll_without_shutdown(cx)) => break result,
-            reason = close_reason(&c, asked) => {
+            reason = async {
+                tokio::select! {
+                    _ = &mut draining, if !asked => "draining",
+                    _ = c.activity.idle_for(limits.idle_timeout) => "idle timeout",
+                }
+            } => {
                 if asked {
                     tracing::debug!(%peer, "dropping a connection that ignored the request to close");
                     return;
@@ -291,13 +302,7 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let Conn {
-        peer,
-        shutdown,
-        drain,
-        limits,
-        ..
-    } = &c;
+    let Conn { peer, limits, .. } = &c;
     let conn = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.http2_max_concurrent_streams)
@@ -306,23 +311,19 @@ where
         .max_header_list_size(u32::try_from(limits.header_size()).unwrap_or(u32::MAX))
         .serve_connection(
             TokioIo::new(WriteProgress::new(io, c.activity.clone())),
-            Tracked::new(
-                service,
-                shutdown.clone(),
-                Wire::Http2,
-                c.activity.clone(),
-                c.stats.clone(),
-            ),
+            Tracked::new(service, Wire::Http2, c.activity.clone()),
         );
     let mut conn = pin!(conn);
+    let mut forced = c.forced();
+    let mut drained = c.drained();
     let mut going_away = false;
     let mut idle_asked = false;
     let result = loop {
         tokio::select! {
             biased;
-            _ = shutdown.forced() => return,
+            _ = &mut forced => return,
             result = conn.as_mut() => break result,
-            _ = drain.cancelled(), if !going_away => {
+            _ = &mut drained, if !going_away => {
                 // GOAWAY(2^31-1) and a PING, then the real last stream id once
                 // the PING comes back (h2 does the two steps of RFC 9113 §6.8).
                 going_away = true;
@@ -362,7 +363,11 @@ where
 /// idle grace after its listener began draining (on shutdown, the
 /// shutdown's grace; when only its listener was removed, the default).
 async fn idle_deadline(shutdown: &Shutdown, drain: &CancellationToken) {
-    drain.cancelled().await;
+    idle_deadline_after(drain.cancelled(), shutdown).await
+}
+
+async fn idle_deadline_after(drained: impl std::future::Future<Output = ()>, shutdown: &Shutdown) {
+    drained.await;
     let grace = shutdown.settings().unwrap_or_default().idle_grace;
     tokio::time::sleep(grace).await
 }

@@ -7,6 +7,7 @@ mod conn;
 mod detect;
 mod limits;
 mod log_limit;
+mod quiet;
 mod reject;
 mod tracked;
 mod write_timeout;
@@ -14,6 +15,7 @@ mod write_timeout;
 use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -211,7 +213,11 @@ where
         let spawn = {
             let limits = limits.clone();
             let admission = admission.clone();
-            move |listener: Listener, stop: CancellationToken| {
+            move |listener: Listener, stop: Stop| {
+                let Stop {
+                    token: stop,
+                    stopped: listener_stopped,
+                } = stop;
                 let service = service.clone();
                 let shutdown = shutdown.clone();
                 let tracker = shutdown.tracker().clone();
@@ -236,6 +242,7 @@ where
                                     service: service.clone(),
                                     shutdown: shutdown.clone(),
                                     drain: per_conn.clone(),
+                                    listener_stopped: listener_stopped.clone(),
                                     limits: **limits.load(),
                                     stats: stats.clone(),
                                     rejections: rejections.clone(),
@@ -297,14 +304,30 @@ pub struct Running {
     inner: Arc<RunningInner>,
 }
 
-type SpawnFn = dyn Fn(Listener, CancellationToken) + Send + Sync;
+type SpawnFn = dyn Fn(Listener, Stop) + Send + Sync;
+
+/// Stops one listener: it stops accepting, and its connections drain.
+#[derive(Clone)]
+struct Stop {
+    // A child of the shutdown's drain token.
+    token: CancellationToken,
+    // Set before the token is cancelled: what each HTTP/1 response reads to
+    // decide `Connection: close`, with no lock (the token has one).
+    stopped: Arc<AtomicBool>,
+}
+
+impl Stop {
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        self.token.cancel();
+    }
+}
 
 struct RunningInner {
     shutdown: Shutdown,
     spawn: Box<SpawnFn>,
-    // Per listener: cancelled to stop accepting on it and drain its
-    // connections. Children of the shutdown's drain token.
-    stops: Mutex<HashMap<String, CancellationToken>>,
+    // Per listener: stops accepting on it and drains its connections.
+    stops: Mutex<HashMap<String, Stop>>,
     // Read by each new connection.
     limits: Arc<ArcSwap<Limits>>,
     admission: Admission,
@@ -332,9 +355,12 @@ impl Running {
         #[cfg(not(feature = "tls"))]
         let scheme = "http";
         tracing::info!(name, addr = %listener.local_addr(), scheme, "listening on {}", listener.local_addr());
-        let stop = self.inner.shutdown.drain_token().child_token();
+        let stop = Stop {
+            token: self.inner.shutdown.drain_token().child_token(),
+            stopped: Arc::default(),
+        };
         if let Some(previous) = self.lock().insert(name, stop.clone()) {
-            previous.cancel();
+            previous.stop();
         }
         (self.inner.spawn)(listener, stop);
     }
@@ -346,7 +372,7 @@ impl Running {
         match self.lock().remove(name) {
             Some(stop) => {
                 tracing::info!(name, "stopped listening on {name}; its connections drain");
-                stop.cancel();
+                stop.stop();
                 true
             }
             None => false,
@@ -374,7 +400,7 @@ impl Running {
         names
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Stop>> {
         self.inner
             .stops
             .lock()

@@ -13,13 +13,8 @@ use http::{HeaderMap, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::service::Service;
 
-use tokio_util::sync::CancellationToken;
-
 use super::activity::{Activity, InFlight};
 use super::reject::Rejections;
-use crate::drain::{RequestGuard, Shutdown};
-use crate::metrics::requests::Timing;
-use crate::metrics::RequestStats;
 
 /// What the wrapper does that depends on the protocol.
 #[derive(Clone)]
@@ -28,7 +23,6 @@ pub(crate) enum Wire {
     /// HTTP/1.1 request must name one host (RFC 9112 §3.2), or it gets `400`
     /// and the connection closes.
     Http1 {
-        drain: CancellationToken,
         peer: SocketAddr,
         rejections: Arc<Rejections>,
     },
@@ -42,30 +36,24 @@ pub(crate) enum Wire {
 /// response body is finished (or dropped), and HTTP/1 responses produced once
 /// the drain started carry `Connection: close`, so a keep-alive client learns
 /// to reconnect elsewhere instead of having its next request raced by a close.
+///
+/// Per request it touches only the connection's own state (see
+/// [`Activity`]): no lock, and no write to a line other connections write.
 #[derive(Clone)]
 pub(crate) struct Tracked<S> {
     inner: S,
-    shutdown: Shutdown,
     wire: Wire,
-    // The connection's own count, for its idle timeout.
+    // The connection: its request count (idle timeout, drain), drain flag
+    // and tallies.
     activity: Arc<Activity>,
-    stats: Option<Arc<RequestStats>>,
 }
 
 impl<S> Tracked<S> {
-    pub(crate) fn new(
-        inner: S,
-        shutdown: Shutdown,
-        wire: Wire,
-        activity: Arc<Activity>,
-        stats: Option<Arc<RequestStats>>,
-    ) -> Self {
+    pub(crate) fn new(inner: S, wire: Wire, activity: Arc<Activity>) -> Self {
         Tracked {
             inner,
-            shutdown,
             wire,
             activity,
-            stats,
         }
     }
 }
@@ -89,12 +77,8 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn call(&self, mut req: Request<ReqB>) -> Self::Future {
-        let close = match &self.wire {
-            Wire::Http1 {
-                drain,
-                peer,
-                rejections,
-            } => {
+        let http1 = match &self.wire {
+            Wire::Http1 { peer, rejections } => {
                 if req.version() == Version::HTTP_11 {
                     if let Some(problem) = host_problem(req.headers()) {
                         rejections.record(*peer, StatusCode::BAD_REQUEST, problem);
@@ -115,21 +99,21 @@ where
                         }
                     }
                 }
-                Some(drain.clone())
+                true
             }
-            Wire::Http2 => None,
+            Wire::Http2 => false,
         };
-        let guard = (self.shutdown.track_request(), self.activity.begin_request());
+        // Counted before the service is called: what it does at once
+        // (a metrics scrape, say) sees its own request in flight.
+        let guard = Some(self.activity.begin_request());
         ResponseFuture {
             state: State::Serving {
                 // Boxed so the future is Unpin whatever the user's is:
                 // hyper's `poll_without_shutdown`, which the drain needs,
                 // requires it.
                 inner: Box::pin(self.inner.call(req)),
-                guard: Some(guard),
-                timing: self.stats.clone().map(Timing::start),
-                close,
-                http2: matches!(self.wire, Wire::Http2),
+                guard,
+                http1,
             },
         }
     }
@@ -138,11 +122,11 @@ where
 enum State<F> {
     Serving {
         inner: Pin<Box<F>>,
-        guard: Option<(RequestGuard, InFlight)>,
-        timing: Option<Timing>,
-        // HTTP/1: the drain, which decides `Connection: close`.
-        close: Option<CancellationToken>,
-        http2: bool,
+        // Counts the request (drain, idle timeout, tallies) until its body
+        // is done.
+        guard: Option<InFlight>,
+        // HTTP/1: the drain decides `Connection: close`.
+        http1: bool,
     },
     /// Answered by grace: `400`, and the connection closes.
     Rejected,
@@ -159,12 +143,11 @@ where
     type Output = Result<Response<TrackedBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let (inner, guard, timing, close, http2) = match &mut self.get_mut().state {
+        let (inner, guard, http1) = match &mut self.get_mut().state {
             State::Rejected => {
                 let mut res = Response::new(TrackedBody {
                     inner: Inner::Rejected,
                     _guard: None,
-                    timing: None,
                 });
                 *res.status_mut() = StatusCode::BAD_REQUEST;
                 res.headers_mut()
@@ -174,30 +157,25 @@ where
             State::Serving {
                 inner,
                 guard,
-                timing,
-                close,
-                http2,
-            } => (inner, guard, timing, close, *http2),
+                http1,
+            } => (inner, guard, *http1),
         };
         let mut res = ready!(inner.as_mut().poll(cx))?;
-        if close.as_ref().is_some_and(CancellationToken::is_cancelled) {
-            res.headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
-        }
         let mut guard = guard.take();
-        if http2 {
-            if let Some((_, in_flight)) = guard.as_mut() {
+        if let Some(in_flight) = guard.as_mut() {
+            if http1 {
+                if in_flight.draining() {
+                    res.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+            } else {
                 in_flight.begin_sending();
             }
-        }
-        let mut timing = timing.take();
-        if let Some(timing) = timing.as_mut() {
-            timing.set_status(res.status());
+            in_flight.set_status(res.status());
         }
         Poll::Ready(Ok(res.map(|inner| TrackedBody {
             inner: Inner::Service { body: inner },
             _guard: guard,
-            timing,
         })))
     }
 }
@@ -212,13 +190,12 @@ pin_project_lite::pin_project! {
 }
 
 pin_project_lite::pin_project! {
-    /// A response body that keeps its request counted until it is done.
+    /// A response body that keeps its request counted until it is done;
+    /// the guard records the request (status, duration) when it goes.
     pub(crate) struct TrackedBody<B> {
         #[pin]
         inner: Inner<B>,
-        _guard: Option<(RequestGuard, InFlight)>,
-        // Records the request (status, duration) when the body is done.
-        timing: Option<Timing>,
+        _guard: Option<InFlight>,
     }
 }
 
@@ -236,7 +213,7 @@ impl<B: Body> Body for TrackedBody<B> {
             InnerProj::Rejected => return Poll::Ready(None),
         };
         let poll = body.poll_frame(cx);
-        if let Some((_, in_flight)) = this._guard.as_mut() {
+        if let Some(in_flight) = this._guard.as_mut() {
             // Waiting on its own body is the application's doing, not the
             // client's: not a stall.
             in_flight.body_waiting(poll.is_pending());
@@ -244,7 +221,6 @@ impl<B: Body> Body for TrackedBody<B> {
         let frame = ready!(poll);
         if frame.is_none() {
             // Finished: stop counting now rather than when hyper drops us.
-            this.timing.take();
             this._guard.take();
         }
         Poll::Ready(frame)

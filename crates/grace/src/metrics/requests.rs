@@ -45,8 +45,9 @@ pub const REJECTED: [u16; 3] = [400, 414, 431];
 /// Shards of the tallies. Every request of every connection writes here:
 /// one shared set of counters would have its cache lines bounce between the
 /// cores on each request. Each thread writes to its own shard (threads are
-/// spread round-robin), and a scrape adds the shards up.
-const SHARDS: usize = 8;
+/// spread round-robin), and a scrape adds the shards up. The drain's
+/// in-flight request count is sharded the same way.
+pub(crate) const SHARDS: usize = 8;
 
 /// One shard, on cache lines of its own (128 bytes: adjacent-line
 /// prefetchers pair lines on x86).
@@ -62,6 +63,11 @@ std::thread_local! {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS
     };
+}
+
+/// The shard the current thread writes to.
+pub(crate) fn shard() -> usize {
+    SHARD.with(|s| *s)
 }
 
 /// Requests served by [`serve`](crate::serve), counted by status class and
@@ -100,7 +106,7 @@ impl RequestStats {
 
     /// Records one finished request.
     pub fn record(&self, status: StatusCode, elapsed: Duration) {
-        let shard = &self.shards[SHARD.with(|s| *s)];
+        let shard = &self.shards[shard()];
         let class = usize::from(status.as_u16() / 100).saturating_sub(1);
         if let Some(counter) = shard.by_class.get(class) {
             // Relaxed: an independent tally; nothing is published through it.
@@ -149,10 +155,10 @@ impl RequestStats {
     }
 }
 
-/// Times one request; records it when dropped, which is when its response
-/// body is finished or abandoned.
+/// Times one request. Holds no reference to the tallies: the connection
+/// that serves the request records it (see `Activity`), so timing a request
+/// touches no reference count shared by every connection.
 pub(crate) struct Timing {
-    stats: Arc<RequestStats>,
     start: Instant,
     // None until the response head exists: a request abandoned before it
     // had one (client gone, handler error) has no status class, and is left
@@ -161,10 +167,9 @@ pub(crate) struct Timing {
 }
 
 impl Timing {
-    pub(crate) fn start(stats: Arc<RequestStats>) -> Timing {
+    pub(crate) fn start(start: Instant) -> Timing {
         Timing {
-            stats,
-            start: Instant::now(),
+            start,
             status: None,
         }
     }
@@ -172,12 +177,12 @@ impl Timing {
     pub(crate) fn set_status(&mut self, status: StatusCode) {
         self.status = Some(status);
     }
-}
 
-impl Drop for Timing {
-    fn drop(&mut self) {
+    /// Records the request in `stats` as finished at `now`, if it had a
+    /// response.
+    pub(crate) fn finish(self, stats: &RequestStats, now: Instant) {
         if let Some(status) = self.status {
-            self.stats.record(status, self.start.elapsed());
+            stats.record(status, now.saturating_duration_since(self.start));
         }
     }
 }
@@ -232,9 +237,9 @@ mod cost {
                 let stats = stats.clone();
                 std::thread::spawn(move || {
                     for _ in 0..N {
-                        let mut t = Timing::start(stats.clone());
+                        let mut t = Timing::start(Instant::now());
                         t.set_status(StatusCode::OK);
-                        drop(t);
+                        t.finish(&stats, Instant::now());
                     }
                 })
             })
