@@ -9,6 +9,7 @@ mod logging;
 mod metrics;
 mod routes;
 mod serve;
+mod status;
 mod stdio;
 mod tls;
 

@@ -14,6 +14,7 @@ use crate::config::{Config, Source};
 use crate::logging::Log;
 use crate::metrics::{ConfigCollector, Metrics};
 use crate::routes::App;
+use crate::status;
 use crate::tls::{self, CertCollector};
 
 /// Serves until a shutdown is over. `inherited` was taken first thing in
@@ -27,7 +28,7 @@ pub fn run(args: &ServeArgs, inherited: Inherited, log: &Log) -> Result<Outcome,
         log.report_dropped();
         let started = server.start()?;
         tracing::info!(config = %source.origin(), "configuration loaded");
-        let started = wire(started, certs);
+        let started = wire(started, certs, &source);
         started.run().await
     })
 }
@@ -87,9 +88,9 @@ fn info(source: &Source, certs: SharedTls) -> ServerInfo {
     .with_certificates(move || tls::status(&certs))
 }
 
-/// The routes on the main and admin listeners, and `/metrics` where it
-/// belongs.
-fn wire(mut started: Started<Config>, certs: SharedTls) -> Started<Config> {
+/// The routes on the main and admin listeners, and `/metrics` and the
+/// status page where they belong.
+fn wire(mut started: Started<Config>, certs: SharedTls, source: &Source) -> Started<Config> {
     let config = started.config().clone();
     let metrics_on = config.load().server.metrics;
     let metrics = Metrics::new();
@@ -115,7 +116,17 @@ fn wire(mut started: Started<Config>, certs: SharedTls) -> Started<Config> {
         } else {
             app
         };
-        started.serve_admin(admin_app.admin());
+        // Only on the admin address: it tells what the server runs.
+        let page = started
+            .status_page(info(source, certs.clone()))
+            .version(env!("CARGO_PKG_VERSION"))
+            .listeners(status::listeners(&config));
+        let page = if metrics_on {
+            page.requests(stats.clone())
+        } else {
+            page
+        };
+        started.serve_admin(status::Admin::new(page, admin_app.admin()));
     }
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(started.metrics_collector().with_requests(stats)));

@@ -87,6 +87,8 @@ pub mod pidfile;
 pub mod reload;
 mod server;
 pub mod signals;
+#[cfg(feature = "control")]
+pub mod status;
 #[cfg(feature = "tls")]
 pub mod tls;
 #[cfg(feature = "watch")]

@@ -232,6 +232,15 @@ struct Inner<T> {
     // Read once per reload, written when an observer is added: never on the
     // request path.
     observers: std::sync::RwLock<Vec<Box<ObserverFn>>>,
+    // What asked for reloads: those not yet loaded, and those the running
+    // (or last) load covers. Touched per trigger and per load only.
+    causes: std::sync::Mutex<Causes>,
+}
+
+#[derive(Default)]
+struct Causes {
+    pending: Vec<String>,
+    loading: Vec<String>,
 }
 
 impl<T: Send + Sync + 'static> Reloader<T> {
@@ -262,6 +271,7 @@ impl<T: Send + Sync + 'static> Reloader<T> {
             rejected: AtomicU64::new(0),
             prepare: std::sync::OnceLock::new(),
             observers: std::sync::RwLock::new(Vec::new()),
+            causes: std::sync::Mutex::default(),
         });
         tokio::spawn(worker(inner.clone()));
         Reloader { inner }
@@ -312,6 +322,50 @@ impl<T: Send + Sync + 'static> Reloader<T> {
         let ticket = self.inner.requested.fetch_add(1, Ordering::SeqCst) + 1;
         self.inner.wake.notify_one();
         Ticket(ticket)
+    }
+
+    /// As [`trigger`](Self::trigger), naming what asked (`SIGHUP`, `control
+    /// socket`, `file change`): [`causes`](Self::causes) reports it for the
+    /// load that covers this request.
+    pub fn trigger_by(&self, cause: &str) -> Ticket {
+        self.inner.add_cause(cause);
+        self.trigger()
+    }
+
+    /// As [`reload`](Self::reload), naming what asked (see
+    /// [`trigger_by`](Self::trigger_by)).
+    ///
+    /// # Return value
+    /// As [`Reloader::reload`].
+    ///
+    /// # Errors
+    /// As [`Reloader::verdict`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`Reloader::verdict`].
+    pub async fn reload_by(&self, cause: &str) -> Verdict {
+        let ticket = self.trigger_by(cause);
+        self.verdict(ticket).await
+    }
+
+    /// What asked for the load running now, or for the last one once it
+    /// finished (as named by [`trigger_by`](Self::trigger_by); requests
+    /// merged into one load are all listed). Empty when none was named.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use grace::{Reloadable, Reloader};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let reloader = Reloader::new(Reloadable::new(1u32), || Ok::<_, grace::BoxError>(2u32));
+    /// reloader.reload_by("SIGHUP").await.unwrap();
+    /// assert_eq!(reloader.causes(), ["SIGHUP"]);
+    /// # }
+    /// ```
+    pub fn causes(&self) -> Vec<String> {
+        self.inner.lock_causes().loading.clone()
     }
 
     /// Waits for the verdict of the first load that started after `ticket`
@@ -402,6 +456,20 @@ impl<T: Send + Sync + 'static> Reloader<T> {
 }
 
 impl<T> Inner<T> {
+    fn lock_causes(&self) -> std::sync::MutexGuard<'_, Causes> {
+        self.causes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn add_cause(&self, cause: &str) {
+        let mut causes = self.lock_causes();
+        // Bounded by the distinct causes: a burst of signals adds one.
+        if !causes.pending.iter().any(|c| c == cause) {
+            causes.pending.push(cause.to_owned());
+        }
+    }
+
     fn emit(&self, event: &ReloadEvent<'_>) {
         let observers = self
             .observers
@@ -432,6 +500,10 @@ async fn worker<T: Send + Sync + 'static>(inner: Arc<Inner<T>>) {
         }
         if upto == inner.done.borrow().upto {
             continue;
+        }
+        {
+            let mut causes = inner.lock_causes();
+            causes.loading = std::mem::take(&mut causes.pending);
         }
         inner.emit(&ReloadEvent::Started);
         let verdict = load_once(&inner).await;

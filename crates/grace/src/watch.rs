@@ -142,7 +142,7 @@ pub fn watch<T: Send + Sync + 'static>(
             }
             last = Some(hash);
             tracing::info!(path = %path.display(), "config file changed: reloading");
-            if let Err(ReloadError::ShuttingDown) = reloader.reload().await {
+            if let Err(ReloadError::ShuttingDown) = reloader.reload_by("file change").await {
                 return;
             }
         }

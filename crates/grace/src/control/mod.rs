@@ -16,5 +16,6 @@ pub mod protocol;
 mod server;
 mod socket;
 
+pub(crate) use server::status_of;
 pub use server::{ControlServer, ServerInfo};
 pub use socket::{check_path, BindMode, ControlSocket, ControlSocketError, MAX_PATH_LEN};

@@ -19,9 +19,10 @@ use super::protocol::{
     MAX_REQUEST_LINE,
 };
 use super::socket::ControlSocket;
-use crate::drain::Outcome;
+use crate::drain::{Outcome, Shutdown};
 use crate::error::ReloadError;
 use crate::lifecycle::Controller;
+use crate::reload::Reloader;
 
 /// How long a client may take to send its request line.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -422,8 +423,16 @@ fn exited(outcome: Outcome) -> Exited {
 
 fn status<T: Send + Sync + 'static>(ctx: &Context<T>) -> Status {
     let c = &ctx.controller;
-    let shutdown = c.shutdown();
-    let last_reload = c.reloader().last().map(|last| {
+    status_of(c.reloader(), c.shutdown(), &ctx.info)
+}
+
+/// What `status` answers (also the status page's core).
+pub(crate) fn status_of<T: Send + Sync + 'static>(
+    reloader: &Reloader<T>,
+    shutdown: &Shutdown,
+    info: &ServerInfo,
+) -> Status {
+    let last_reload = reloader.last().map(|last| {
         let at = last
             .at
             .duration_since(UNIX_EPOCH)
@@ -445,18 +454,14 @@ fn status<T: Send + Sync + 'static>(ctx: &Context<T>) -> Status {
     });
     Status {
         pid: std::process::id(),
-        generation: c.reloader().config().generation(),
+        generation: reloader.config().generation(),
         phase: shutdown.phase().as_str().to_owned(),
-        uptime_secs: ctx.info.started.elapsed().as_secs_f64(),
-        config_path: ctx.info.config_path.clone(),
+        uptime_secs: info.started.elapsed().as_secs_f64(),
+        config_path: info.config_path.clone(),
         connections: shutdown.connections(),
         requests: shutdown.requests(),
         last_reload,
-        certificates: ctx
-            .info
-            .certificates
-            .as_ref()
-            .map_or_else(Vec::new, |f| f()),
+        certificates: info.certificates.as_ref().map_or_else(Vec::new, |f| f()),
     }
 }
 

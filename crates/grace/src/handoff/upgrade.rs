@@ -156,6 +156,27 @@ pub struct Handoff {
     // Verdicts recorded so far, for metrics.
     succeeded: AtomicU64,
     failed: AtomicU64,
+    observers: Observers,
+}
+
+type ObserverFn = dyn Fn(Result<&Upgraded, &UpgradeError>) + Send + Sync;
+
+// Called once per verdict, never on the request path.
+#[derive(Default)]
+struct Observers(Mutex<Vec<Box<ObserverFn>>>);
+
+impl std::fmt::Debug for Observers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observers")
+    }
+}
+
+impl Observers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Box<ObserverFn>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Handoff {
@@ -178,6 +199,7 @@ impl Handoff {
             in_progress: AtomicBool::new(false),
             succeeded: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            observers: Observers::default(),
         })
     }
 
@@ -321,6 +343,15 @@ impl Handoff {
         self.failed.load(Ordering::Relaxed)
     }
 
+    /// Calls `observer` with each verdict, refusals included (a status
+    /// page's history). It runs on the upgrading task: keep it short.
+    pub fn observe(
+        &self,
+        observer: impl Fn(Result<&Upgraded, &UpgradeError>) + Send + Sync + 'static,
+    ) {
+        self.observers.lock().push(Box::new(observer));
+    }
+
     /// Counts the verdict, and writes it next to the pid file for
     /// `grace upgrade` to read.
     fn record(&self, result: Result<Upgraded, UpgradeError>) -> Result<Upgraded, UpgradeError> {
@@ -329,7 +360,14 @@ impl Handoff {
         if let Some(pid_file) = &self.pid_file {
             super::status::record(pid_file, Ok(up.pid));
         }
+        self.tell(Ok(&up));
         Ok(up)
+    }
+
+    fn tell(&self, verdict: Result<&Upgraded, &UpgradeError>) {
+        for observe in self.observers.lock().iter() {
+            observe(verdict);
+        }
     }
 
     /// Counts and records a failed upgrade; also one the
@@ -339,6 +377,7 @@ impl Handoff {
         if let Some(pid_file) = &self.pid_file {
             super::status::record(pid_file, Err(error.to_string()));
         }
+        self.tell(Err(&error));
         error
     }
 

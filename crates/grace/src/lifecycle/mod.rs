@@ -133,7 +133,7 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
         match event {
             Event::Reload => match core.on(Input::ReloadRequested) {
                 Action::Reload => {
-                    core.reloader.trigger();
+                    core.reloader.trigger_by(cause);
                 }
                 _ => tracing::info!(cause, "reload ignored: shutting down"),
             },
@@ -388,7 +388,7 @@ impl<T: Send + Sync + 'static> Controller<T> {
     /// ```
     pub async fn reload(&self) -> Verdict {
         match self.core.on(Input::ReloadRequested) {
-            Action::Reload => self.core.reloader.reload().await,
+            Action::Reload => self.core.reloader.reload_by("control socket").await,
             _ => Err(ReloadError::ShuttingDown),
         }
     }

@@ -34,6 +34,8 @@ impl<T: Send + Sync + 'static> Server<T> {
     /// # Panics
     /// Outside a tokio runtime with I/O and time enabled.
     pub fn start(mut self) -> Result<Started<T>, StartError> {
+        #[cfg(feature = "control")]
+        let began = std::time::Instant::now();
         let mut inherited = match self.inherited.take() {
             Some(inherited) => inherited,
             None => Inherited::take()?,
@@ -96,6 +98,13 @@ impl<T: Send + Sync + 'static> Server<T> {
         let config = Reloadable::new(first);
         let load = self.load.clone();
         let reloader = Reloader::new(config.clone(), move || load());
+        #[cfg(feature = "control")]
+        let history = {
+            let history = crate::status::Recorder::new();
+            history.follow_reloads(&reloader);
+            history.follow_upgrades(&handoff);
+            history
+        };
         Ok(Started {
             config,
             shutdown: Shutdown::new(),
@@ -111,6 +120,10 @@ impl<T: Send + Sync + 'static> Server<T> {
             started_at: std::time::SystemTime::now(),
             #[cfg(feature = "control")]
             control,
+            #[cfg(feature = "control")]
+            history,
+            #[cfg(feature = "control")]
+            began,
         })
     }
 }
@@ -134,6 +147,11 @@ pub struct Started<T> {
     started_at: std::time::SystemTime,
     #[cfg(feature = "control")]
     control: Option<(crate::control::ControlSocket, crate::control::ServerInfo)>,
+    // Reloads and upgrades, for the status page.
+    #[cfg(feature = "control")]
+    history: Arc<crate::status::Recorder>,
+    #[cfg(feature = "control")]
+    began: std::time::Instant,
 }
 
 impl<T> std::fmt::Debug for Started<T> {
@@ -181,6 +199,18 @@ impl<T: Send + Sync + 'static> Started<T> {
         crate::metrics::MetricsCollector::new(self.reloader.clone(), self.shutdown.clone())
             .with_handoff(self.handoff.clone())
             .started_at(self.started_at)
+    }
+
+    /// A status page for this server (feature `control`): `info` as the
+    /// control socket's, plus the history of reloads and upgrades since
+    /// this process started. Serve it on an admin address (see
+    /// [`crate::status`]).
+    #[cfg(feature = "control")]
+    pub fn status_page(&self, info: crate::control::ServerInfo) -> crate::status::StatusPage {
+        let (reloader, shutdown) = (self.reloader.clone(), self.shutdown.clone());
+        crate::status::StatusPage::new(self.history.clone(), self.shutdown.clone(), move || {
+            crate::control::status_of(&reloader, &shutdown, &info)
+        })
     }
 
     /// Serves `service` on the main listeners, tallying requests into
@@ -316,8 +346,16 @@ impl<T: Send + Sync + 'static> Started<T> {
             }
         }
         if let Some(pipe) = self.ready_pipe.take() {
-            if let Err(e) = pipe.notify() {
-                tracing::warn!("the process that started us is gone, serving on: {e}");
+            match pipe.notify() {
+                // The process that started us is the one we take over from.
+                #[cfg(feature = "control")]
+                Ok(()) => self.history.upgraded_from(
+                    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32),
+                    self.began.elapsed(),
+                ),
+                #[cfg(not(feature = "control"))]
+                Ok(()) => {}
+                Err(e) => tracing::warn!("the process that started us is gone, serving on: {e}"),
             }
         }
         let outcome = lifecycle.run(self.signals).await;

@@ -1,0 +1,119 @@
+//! The status page on the admin listener: `/status` (HTML, readable
+//! without script), `/status.json` (its JSON twin) and `/status/events`
+//! (server-sent events, ending when the drain starts). Every other path
+//! goes to the admin routes.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use grace::status::{EventStream, ListenerStatus, StatusPage};
+use grace::Reloadable;
+use http::{header, HeaderValue, Request, Response};
+use http_body_util::{Either, Full};
+use hyper::service::Service;
+
+use crate::config::Config;
+use crate::routes::{App, Reply};
+
+const EVENTS_PATH: &str = "/status/events";
+
+type Body = Either<Full<Bytes>, EventStream>;
+
+/// The admin service: the status page, then the admin routes.
+#[derive(Clone)]
+pub struct Admin {
+    page: Arc<StatusPage>,
+    routes: App,
+}
+
+impl Admin {
+    pub fn new(page: StatusPage, routes: App) -> Admin {
+        Admin {
+            page: Arc::new(page),
+            routes,
+        }
+    }
+
+    fn page(&self, path: &str) -> Option<Response<Body>> {
+        let (body, content_type) = match path {
+            "/status" => (
+                Either::Left(Full::new(Bytes::from(self.page.html(EVENTS_PATH)))),
+                "text/html; charset=utf-8",
+            ),
+            "/status.json" => {
+                let json = serde_json::to_vec(&self.page.snapshot())
+                    .expect("invariant: a snapshot always serialises");
+                (
+                    Either::Left(Full::new(Bytes::from(json))),
+                    "application/json",
+                )
+            }
+            EVENTS_PATH => (Either::Right(self.page.events()), "text/event-stream"),
+            _ => return None,
+        };
+        let mut res = Response::new(body);
+        let headers = res.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        // Always the state now, never a cached one.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Some(res)
+    }
+}
+
+/// The listeners `config` asks for, by kind.
+pub fn listeners(config: &Reloadable<Config>) -> impl Fn() -> Vec<ListenerStatus> + Send + Sync {
+    let config = config.clone();
+    move || {
+        let c = config.load();
+        let kind = |kind: &'static str| {
+            move |addr: &std::net::SocketAddr| ListenerStatus {
+                kind,
+                addr: addr.to_string(),
+            }
+        };
+        let mut all: Vec<_> = c.server.listen.iter().map(kind("http")).collect();
+        if let Some(tls) = &c.tls {
+            all.extend(tls.listen.iter().map(kind("tls")));
+        }
+        all.extend(c.server.admin_listen.iter().map(kind("admin")));
+        all
+    }
+}
+
+impl<B> Service<Request<B>> for Admin {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = AdminReply;
+
+    fn call(&self, req: Request<B>) -> AdminReply {
+        match self.page(req.uri().path()) {
+            Some(res) => AdminReply::Page(Some(res)),
+            None => AdminReply::Route(self.routes.call(req)),
+        }
+    }
+}
+
+/// The page's answer, ready at once, or the admin route's.
+pub enum AdminReply {
+    Page(Option<Response<Body>>),
+    Route(Reply),
+}
+
+impl Future for AdminReply {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            AdminReply::Page(res) => Poll::Ready(Ok(res
+                .take()
+                .expect("invariant: AdminReply polled after completion"))),
+            AdminReply::Route(reply) => Pin::new(reply)
+                .poll(cx)
+                .map(|res| res.map(|r| r.map(Either::Left))),
+        }
+    }
+}
