@@ -28,7 +28,8 @@ pub(super) fn body(s: &Snapshot) -> String {
          <dt>uptime</dt><dd>{}</dd>\n<dt>config</dt><dd><code>{}</code></dd>\n\
          <dt>generation</dt><dd id=\"generation\">{}</dd>\n\
          <dt>phase</dt><dd id=\"phase\">{}</dd>\n\
-         <dt>open</dt><dd>{} connections, {} requests in flight</dd>\n</dl>\n",
+         <dt>connections</dt><dd id=\"connections\">{}</dd>\n\
+         <dt>requests in flight</dt><dd id=\"requests\">{}</dd>\n</dl>\n",
         escape(&s.version),
         st.pid,
         duration(st.uptime_secs),
@@ -119,7 +120,7 @@ fn upgrades(h: &mut String, s: &Snapshot) {
             clock(u.at),
             u.old_pid,
             u.new_pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
-            u.ready_secs.map_or_else(|| "-".to_owned(), |s| format!("{s:.2} s")),
+            u.ready_secs.map_or_else(|| "-".to_owned(), |s| format!("{:.0} ms", s * 1000.0)),
             mark(u.result, u.error.is_none()),
             escape(u.error.as_deref().unwrap_or("")),
         );
@@ -153,7 +154,7 @@ fn certificates(h: &mut String, s: &Snapshot) {
         return;
     }
     h.push_str(
-        "<h2>Certificates</h2>\n<table id=\"certificates\"><tr><th>served for</th>\
+        "<h2>Certificates</h2>\n<table id=\"certificates\"><tr><th>served for (SNI)</th>\
          <th>subject</th><th>expires</th><th>days left</th></tr>\n",
     );
     let now = super::unix_now() as i64;
@@ -188,17 +189,19 @@ fn rates(h: &mut String, points: &[RatePoint]) {
     let Some(last) = points.last() else {
         return;
     };
+    // The legend names each line's class in its colour, with its number:
+    // the colour is never the only signal.
     h.push_str("<h2>Requests per second</h2>\n<p id=\"rates\">latest:");
-    for ((name, _), rate) in CLASSES.iter().zip(last.per_sec) {
-        let _ = write!(h, " {name} {rate:.1}");
+    for ((name, colour), rate) in CLASSES.iter().zip(last.per_sec) {
+        let _ = write!(h, " <b style=\"color:{colour}\">{name}</b> {rate:.1}");
     }
-    h.push_str("</p>\n");
     let (w, ht) = (600.0, 120.0);
     let max = points
         .iter()
         .flat_map(|p| p.per_sec)
         .fold(1.0_f64, f64::max);
     let span = (last.at - points[0].at).max(1.0);
+    let _ = writeln!(h, " (peak {max:.1}/s, last {span:.0} s)</p>");
     let _ = write!(
         h,
         "<svg width=\"{w}\" height=\"{ht}\" role=\"img\" aria-label=\"requests per second by status class, peak {max:.1}\">"
