@@ -4,7 +4,7 @@
 //! A [`Recorder`] keeps the last [`HISTORY`] reloads and upgrades, fed by
 //! the reloader's and the hand-off's verdicts (never by requests).
 //! [`StatusPage`] turns it, with the control socket's own
-//! [`Status`](crate::control::protocol::Status), into a [`Snapshot`] (the
+//! [`Status`], into a [`Snapshot`] (the
 //! JSON twin), one self-contained HTML page (readable without script), and
 //! a server-sent event stream that ends when the drain starts, so a page
 //! left open never holds a drain. Get one from
