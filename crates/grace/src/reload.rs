@@ -639,6 +639,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn merged_requests_name_every_cause_once() {
+        let reloader = Reloader::new(Reloadable::new(1u32), || Ok::<_, BoxError>(2u32));
+        // Taken before the worker runs: one load covers all three.
+        reloader.trigger_by("SIGHUP");
+        reloader.trigger_by("SIGHUP");
+        let last = reloader.trigger_by("file change");
+        reloader.verdict(last).await.unwrap();
+        assert_eq!(reloader.loads(), 1);
+        assert_eq!(reloader.causes(), ["SIGHUP", "file change"]);
+        // An unnamed trigger names nothing.
+        reloader.reload().await.unwrap();
+        assert!(reloader.causes().is_empty());
+    }
+
+    #[tokio::test]
     async fn closed_reloader_refuses() {
         let reloader = Reloader::new(Reloadable::new(1), || Ok::<_, BoxError>(2));
         reloader.close();
