@@ -16,7 +16,8 @@ use rustix::process::Signal;
 use support::http::{get, Conn};
 use support::{config, eventually, free_addr, run, Grace, SOON};
 
-const SLOW: &str = "[[routes]]\npath = \"/slow\"\ndelay = \"3s\"\nbody = \"slow done\"\n";
+/// Long enough to be still in flight when a loaded machine's page shows it.
+const SLOW: &str = "[[routes]]\npath = \"/slow\"\ndelay = \"8s\"\nbody = \"slow done\"\n";
 
 /// grace with an admin address; returns it too.
 fn start(message: &str, server_extra: &str, rest: &str) -> (Grace, SocketAddr) {
