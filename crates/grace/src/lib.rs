@@ -80,6 +80,7 @@ pub mod handoff;
 pub mod http;
 pub mod lifecycle;
 pub mod listener;
+mod log_limit;
 pub mod metrics;
 #[cfg(feature = "systemd")]
 pub mod notify;

@@ -12,10 +12,14 @@
 //!   [`Controller`](crate::Controller). Only peers with this process's uid,
 //!   or root, are served (checked with `SO_PEERCRED`).
 
+mod dispatch;
+mod framing;
+mod limits;
 pub mod protocol;
 mod server;
 mod socket;
 
-pub(crate) use server::status_of;
-pub use server::{ControlServer, ServerInfo};
+pub(crate) use dispatch::status_of;
+pub use dispatch::ServerInfo;
+pub use server::ControlServer;
 pub use socket::{check_path, BindMode, ControlSocket, ControlSocketError, MAX_PATH_LEN};

@@ -35,7 +35,7 @@ pub(super) fn body(s: &Snapshot) -> String {
         duration(st.uptime_secs),
         escape(st.config_path.as_deref().unwrap_or("(embedded)")),
         st.generation,
-        escape(&st.phase),
+        st.phase,
         st.connections,
         st.requests,
     );
