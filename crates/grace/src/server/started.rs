@@ -69,14 +69,18 @@ impl<T: Send + Sync + 'static> Server<T> {
         // Before listening: from the first accepted connection on, a signal
         // must mean a graceful shutdown, never the default "terminate now".
         let signals = Signals::install().map_err(StartError::os("installing signal handlers"))?;
+        let upgrade_timeout = (self.upgrade_timeout)(&first);
+        // After an upgrade, generations continue from the old process's.
+        let config = Reloadable::starting_at(first, inherited.generation().map_or(1, |g| g + 1));
         let handoff = Handoff::from_current_process()
             .map_err(StartError::os("finding this program's path for upgrades"))?
-            .ready_timeout((self.upgrade_timeout)(&first));
+            .ready_timeout(upgrade_timeout)
+            .follow_generation(config.subscribe());
         let handoff = Arc::new(match &self.pid_file {
             Some(path) => handoff.pid_file(path),
             None => handoff,
         });
-        let listeners = self.addresses.open(&first, &mut inherited)?;
+        let listeners = self.addresses.open(&config.load(), &mut inherited)?;
         for listener in &listeners {
             listen::register(&handoff, listener);
         }
@@ -93,7 +97,6 @@ impl<T: Send + Sync + 'static> Server<T> {
         if let (Some(file), None) = (&pid_file, &ready_pipe) {
             file.write()?;
         }
-        let config = Reloadable::new(first);
         let load = self.load.clone();
         let reloader = Reloader::new(config.clone(), move || load());
         Ok(Started {
@@ -268,7 +271,8 @@ impl<T: Send + Sync + 'static> Started<T> {
             self.server.upgrade_timeout.clone(),
             self.handoff.clone(),
         );
-        tracing::info!(pid = std::process::id(), generation = 1, "ready");
+        let generation = self.config.generation();
+        tracing::info!(pid = std::process::id(), generation, "ready");
         let drain = self.server.drain.clone();
         let lifecycle = Lifecycle::new(
             self.reloader.clone(),
@@ -308,11 +312,11 @@ impl<T: Send + Sync + 'static> Started<T> {
         // Everything is up: tell systemd and the process that started us.
         #[cfg(feature = "systemd")]
         if let Some(notifier) = &notifier {
-            let status = "serving generation 1";
+            let status = format!("serving generation {generation}");
             if self.ready_pipe.is_some() {
-                notifier.ready_as_main(status);
+                notifier.ready_as_main(&status);
             } else {
-                notifier.ready(status);
+                notifier.ready(&status);
             }
         }
         if let Some(pipe) = self.ready_pipe.take() {
