@@ -77,6 +77,7 @@ pub mod control;
 pub mod drain;
 mod error;
 pub mod handoff;
+pub mod health;
 pub mod http;
 pub mod lifecycle;
 pub mod listener;
