@@ -6,7 +6,7 @@
 //!
 //! * [`Health::answer`]: a plain function for a hyper `service_fn` (or any
 //!   service): `Some(response)` for the two paths, `None` for the rest.
-//! * [`HealthLayer`] / [`HealthService`] (feature `tower`): a tower layer in
+//! * `HealthLayer` / `HealthService` (feature `tower`): a tower layer in
 //!   front of any service with a body that converts from `&'static str`
 //!   (axum's `Body`, `Full<Bytes>`, `String`), such as an axum `Router`.
 //!
