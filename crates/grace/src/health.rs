@@ -18,6 +18,8 @@
 //! use http_body_util::Full;
 //! use grace::{health::Health, Shutdown};
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
 //! let shutdown = Shutdown::new();
 //! let health = Health::new(&shutdown);
 //! let probe = |path: &str| {
@@ -29,6 +31,7 @@
 //! shutdown.begin(grace::DrainSettings::default());
 //! assert_eq!(probe("/readyz"), Some(StatusCode::SERVICE_UNAVAILABLE));
 //! assert_eq!(probe("/healthz"), Some(StatusCode::OK)); // alive, draining
+//! # }
 //! ```
 
 use std::sync::Arc;
