@@ -111,11 +111,17 @@ impl Drop for Running {
 }
 
 fn get(addr: SocketAddr) -> String {
+    get_path(addr, "/")
+}
+
+fn get_path(addr: SocketAddr, path: &str) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(SOON)).unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
@@ -159,6 +165,20 @@ fn axum_example_reloads_and_drains() {
 #[test]
 fn hyper_example_reloads_and_drains() {
     reload_and_stop("hyper", "hello\n", "hallo\n", ("hello", "hallo"));
+}
+
+#[test]
+fn hyper_example_answers_readiness_from_the_library() {
+    let dir = tempfile_dir();
+    let file = dir.join("config");
+    std::fs::write(&file, "hello\n").unwrap();
+    let mut running = Running::start("hyper", &[file.to_str().unwrap(), "127.0.0.1:0"]);
+    assert_eq!(get_path(running.addr, "/readyz"), "ready\n");
+    assert_eq!(get_path(running.addr, "/healthz"), "ok\n");
+    assert_eq!(get(running.addr), "hello");
+    running.signal(Signal::TERM);
+    assert_eq!(running.exit_code(), Some(0));
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
