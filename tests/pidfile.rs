@@ -197,6 +197,37 @@ fn after_upgrades_the_pid_file_commands_reach_the_new_process() {
     eventually(SOON, "the last process to remove the lock file", || {
         (!lock.exists()).then_some(())
     });
+    let verdicts = grace::handoff::status_path(&pid_file);
+    eventually(
+        SOON,
+        "the last process to remove the upgrade record",
+        || (!verdicts.exists()).then_some(()),
+    );
+}
+
+#[test]
+fn a_failed_upgrade_leaves_no_upgrade_record_after_the_stop() {
+    let mut grace = Grace::start(&config("a", "", ""));
+    let pid_file = grace.pid_file();
+    let pid_arg = pid_file.to_str().unwrap();
+    grace.write_config("message = \n");
+    let (code, _, err) = command(grace.dir.path(), &["upgrade", "--pid-file", pid_arg]);
+    assert_eq!(code, 1, "{err}");
+    let verdicts = grace::handoff::status_path(&pid_file);
+    assert!(
+        verdicts.exists(),
+        "the verdict is recorded for `grace upgrade`"
+    );
+    // Not `--wait`: our unreaped child would look alive to it.
+    let (code, out, err) = command(grace.dir.path(), &["stop", "--pid-file", pid_arg]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(grace.wait_exit(SOON).code(), Some(0));
+    assert!(!pid_file.exists());
+    assert!(
+        !verdicts.exists(),
+        "{} left behind after the server exited",
+        verdicts.display()
+    );
 }
 
 #[test]

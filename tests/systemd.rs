@@ -160,7 +160,8 @@ fn an_upgrade_hands_mainpid_to_the_new_process_and_the_old_one_stays_quiet() {
     let new = grace.live_pid();
     assert_eq!(
         manager.next(),
-        format!("MAINPID={new}\nREADY=1\nSTATUS=serving generation 1\n")
+        // Its generation continues from the old process's.
+        format!("MAINPID={new}\nREADY=1\nSTATUS=serving generation 2\n")
     );
     // The old process drains without telling systemd the service stops.
     grace.log().wait_for("exiting code=0");
@@ -174,7 +175,7 @@ fn an_upgrade_hands_mainpid_to_the_new_process_and_the_old_one_stays_quiet() {
     assert!(manager.next_event().starts_with("RELOADING=1\n"));
     assert_eq!(
         manager.next_event(),
-        "READY=1\nSTATUS=serving generation 2\n"
+        "READY=1\nSTATUS=serving generation 3\n"
     );
     grace.signal_live(Signal::TERM);
     assert!(manager.next_event().starts_with("STOPPING=1\n"));

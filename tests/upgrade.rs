@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use rustix::process::Signal;
 use support::http::{get, Conn};
 use support::load::Load;
-use support::{config, eventually, run, Grace, SOON};
+use support::{config, eventually, parse_metrics, run, Grace, SOON};
 
 fn upgrade(grace: &Grace) -> (i32, String, String) {
     let pid_file = grace.pid_file();
@@ -215,6 +215,38 @@ fn a_new_binary_that_exits_leaves_the_old_one_serving_and_the_next_upgrade_works
     assert_eq!(code, 0, "{out}{err}");
     let report = load.finish();
     assert_eq!(report.failed(), 0, "{:?}", report.failures);
+}
+
+fn generation(addr: std::net::SocketAddr) -> f64 {
+    let res = get(addr, "/metrics").unwrap();
+    assert_eq!(res.status, 200, "{}", res.body);
+    parse_metrics(&res.body)["grace_config_generation"]
+}
+
+#[test]
+fn generations_keep_counting_up_across_an_upgrade() {
+    // A variable left in the shell is not a grace parent's word: ignored.
+    let grace = Grace::start_env(&config("m", "", ""), &[("GRACE_GENERATION", "500")]);
+    let addr = grace.addr();
+    assert_eq!(generation(addr), 1.0);
+    grace.signal(Signal::HUP);
+    grace.log().wait_for("reload accepted");
+    assert_eq!(generation(addr), 2.0);
+
+    let (code, out, err) = upgrade(&grace);
+    assert_eq!(code, 0, "{out}{err}");
+    let new = grace.live_pid();
+    // Once the old process closed its listener, only the new one answers.
+    grace.log().wait_for("drain started");
+    assert_eq!(generation(addr), 3.0, "the new process continues from 2");
+    let ready = grace.log().wait_for(&format!("INFO ready pid={new}"));
+    assert!(ready.contains("generation=3"), "{ready}");
+
+    grace.signal_live(Signal::HUP);
+    grace.log().wait_for("reload accepted generation=4");
+    assert_eq!(generation(addr), 4.0);
+    grace.signal_live(Signal::TERM);
+    grace.log().wait_count("exiting code=0", 2, SOON);
 }
 
 #[test]

@@ -40,7 +40,10 @@ pub struct Snapshot<T> {
 
 impl<T> Snapshot<T> {
     /// 1 for the configuration the process started with, then one more for
-    /// every accepted reload. Rejected reloads do not use a number.
+    /// every accepted reload. Rejected reloads do not use a number. A
+    /// process started by an upgrade continues from the one it replaced
+    /// (see [`Reloadable::starting_at`]), so numbers in logs and metrics
+    /// never go backwards.
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -128,17 +131,7 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Reloadable<T> {
 impl<T> Reloadable<T> {
     /// Holds `initial` as generation 1.
     pub fn new(initial: T) -> Self {
-        Reloadable {
-            inner: Arc::new(Shared {
-                current: ArcSwap::from_pointee(Snapshot {
-                    generation: 1,
-                    loaded_at: SystemTime::now(),
-                    config: initial,
-                }),
-                changed: watch::Sender::new(1),
-                writer: Mutex::new(()),
-            }),
-        }
+        Reloadable::starting_at(initial, 1)
     }
 
     /// The current snapshot. Lock-free: one atomic reference-count increment.
@@ -200,6 +193,39 @@ impl<T> Reloadable<T> {
     /// after each accepted reload.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.changed.subscribe()
+    }
+}
+
+impl<T> Reloadable<T> {
+    /// Holds `initial` as generation `generation` (at least 1): a process
+    /// started by an upgrade continues after the generation of the one it
+    /// replaced ([`Inherited::generation`](crate::handoff::Inherited::generation)),
+    /// so that generation numbers keep increasing across upgrades.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use grace::Reloadable;
+    ///
+    /// // The process we replaced served generation 7.
+    /// let config = Reloadable::starting_at("new binary", 7 + 1);
+    /// assert_eq!(config.generation(), 8);
+    /// assert_eq!(config.store("reloaded").generation(), 9);
+    /// assert_eq!(Reloadable::starting_at((), 0).generation(), 1);
+    /// ```
+    pub fn starting_at(initial: T, generation: u64) -> Self {
+        let generation = generation.max(1);
+        Reloadable {
+            inner: Arc::new(Shared {
+                current: ArcSwap::from_pointee(Snapshot {
+                    generation,
+                    loaded_at: SystemTime::now(),
+                    config: initial,
+                }),
+                changed: watch::Sender::new(generation),
+                writer: Mutex::new(()),
+            }),
+        }
     }
 }
 

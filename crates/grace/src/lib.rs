@@ -56,17 +56,43 @@
 //! * [`handoff`]: zero-downtime upgrade and systemd socket activation.
 //! * [`signals`], [`Lifecycle`]: signals in, lifecycle events out.
 //! * `notify` (feature `systemd`), `watch` (feature `watch`).
+//! * [`health`]: `/healthz` and `/readyz` as the binary answers them, as a
+//!   plain function for hyper and a tower layer for axum.
+//!
+//! ## What a service built on `Server` gets
+//!
+//! * Every reload verdict, however the reload was asked for:
+//!   [`Server::on_reload`] (`Ok(generation)`, or `Err` with why).
+//! * A [`Controller`] that reloads, upgrades and stops with verdicts, for an
+//!   admin route or a deploy hook: [`Started::controller`], between
+//!   [`Server::start`] and [`Started::run`] (see [`Server::block_on`]).
+//! * Readiness: [`health::Health`], from the [`Shutdown`] the service
+//!   receives. Background work follows that handle too: spawn it with
+//!   [`Shutdown::spawn`] and end it at [`Shutdown::draining`].
+//! * The control socket (`Server::control_socket`, feature `control`), a
+//!   file watch (`Server::watch`, feature `watch`), TLS listeners
+//!   (`Server::listen_tls`, feature `tls`) and the lifecycle metrics
+//!   (`Started::metrics_collector`, feature `metrics`).
+//! * Generation numbers that keep increasing across upgrades: the new
+//!   process continues from the old one's.
+//!
+//! `examples/axum_admin.rs` (features `tower,metrics`) shows them together.
 //!
 //! ## Features
+//!
+//! The default set is the lifecycle and tower support; the rest costs
+//! dependencies and is opt-in. `full` enables everything (the `grace`
+//! binary uses it).
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `systemd` | yes | `notify`: sd_notify, watchdog (no extra dependency) |
-//! | `watch` | yes | `watch`: reload on config file change (`notify` crate) |
-//! | `tower` | yes | `serve_tower`, `Server::run_tower`: axum and any tower service |
-//! | `metrics` | yes | `metrics::MetricsCollector` for prometheus-client (request tallies are always there) |
-//! | `control` | yes | `control`: the control socket and its JSON-lines protocol |
-//! | `tls` | yes | `tls`: TLS listeners (rustls, ring), certificates swapped on reload |
+//! | `tower` | yes | `serve_tower`, `Server::run_tower`, `Started::serve_tower`, the health layer: axum and any tower service |
+//! | `watch` | no | `watch`, `Server::watch`: reload on config file change (`notify` crate) |
+//! | `metrics` | no | `metrics::MetricsCollector` for prometheus-client, `Started::metrics_collector` (request tallies are always there) |
+//! | `control` | no | `control`, `Server::control_socket`: the control socket and its JSON-lines protocol |
+//! | `tls` | no | `tls`, `Server::listen_tls`: TLS listeners (rustls, ring), certificates swapped on reload |
+//! | `full` | no | all of the above |
 #![deny(missing_docs)]
 // `unsafe` is allowed in one module only: handoff::sys.
 #![deny(unsafe_code)]
@@ -77,6 +103,7 @@ pub mod control;
 pub mod drain;
 mod error;
 pub mod handoff;
+pub mod health;
 pub mod http;
 pub mod lifecycle;
 pub mod listener;

@@ -208,7 +208,10 @@ impl Drop for PidFile {
         // (an upgrade's new process does). Removed while locked: a server
         // that opened it meanwhile finds it unlinked once it gets the lock,
         // and starts over on a new one (see `lock_owned`).
+        // The upgrade record goes with it: kept while a successor serves
+        // (`grace upgrade` reads the verdict there), stale once none does.
         if set_record_lock(self.lock.as_fd(), RecordLock::Write, 0, 0).is_ok() {
+            let _ = fs::remove_file(crate::handoff::status_path(&self.path));
             let _ = fs::remove_file(lock_path(&self.path));
         }
     }

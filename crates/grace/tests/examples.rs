@@ -111,11 +111,17 @@ impl Drop for Running {
 }
 
 fn get(addr: SocketAddr) -> String {
+    get_path(addr, "/")
+}
+
+fn get_path(addr: SocketAddr, path: &str) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(SOON)).unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
@@ -159,6 +165,20 @@ fn axum_example_reloads_and_drains() {
 #[test]
 fn hyper_example_reloads_and_drains() {
     reload_and_stop("hyper", "hello\n", "hallo\n", ("hello", "hallo"));
+}
+
+#[test]
+fn hyper_example_answers_readiness_from_the_library() {
+    let dir = tempfile_dir();
+    let file = dir.join("config");
+    std::fs::write(&file, "hello\n").unwrap();
+    let mut running = Running::start("hyper", &[file.to_str().unwrap(), "127.0.0.1:0"]);
+    assert_eq!(get_path(running.addr, "/readyz"), "ready\n");
+    assert_eq!(get_path(running.addr, "/healthz"), "ok\n");
+    assert_eq!(get(running.addr), "hello");
+    running.signal(Signal::TERM);
+    assert_eq!(running.exit_code(), Some(0));
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -315,6 +335,125 @@ mod tls {
         assert_eq!(fetch(&roots, running.addr).0, second);
 
         running.signal(Signal::TERM);
+        assert_eq!(running.exit_code(), Some(0));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+/// The `axum_admin` example: what a service gets from the library beyond
+/// reload and drain.
+#[cfg(all(feature = "tower", feature = "metrics"))]
+mod axum_admin {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+
+    use rustix::process::Signal;
+
+    use super::{get, tempfile_dir, Running, SOON};
+
+    /// One request on a keep-alive connection: status and body.
+    fn request(conn: &mut BufReader<TcpStream>, method: &str, path: &str) -> (u16, String) {
+        write!(
+            conn.get_mut(),
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+        )
+        .unwrap();
+        let mut status_line = String::new();
+        conn.read_line(&mut status_line).unwrap();
+        let status = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{status_line:?}"));
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            conn.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        conn.read_exact(&mut body).unwrap();
+        (status, String::from_utf8(body).unwrap())
+    }
+
+    fn connect(addr: std::net::SocketAddr) -> BufReader<TcpStream> {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(SOON)).unwrap();
+        BufReader::new(stream)
+    }
+
+    #[test]
+    fn axum_admin_example_gets_verdicts_a_controller_reload_readiness_and_metrics() {
+        let dir = tempfile_dir();
+        let file = dir.join("greeting");
+        std::fs::write(&file, "hello\n").unwrap();
+        let mut running = Running::start("axum_admin", &[file.to_str().unwrap(), "127.0.0.1:0"]);
+        let mut conn = connect(running.addr);
+        assert_eq!(request(&mut conn, "GET", "/"), (200, "hello".into()));
+        assert_eq!(request(&mut conn, "GET", "/healthz"), (200, "ok\n".into()));
+        assert_eq!(
+            request(&mut conn, "GET", "/readyz"),
+            (200, "ready\n".into())
+        );
+
+        // A reload the service asks for itself, through its admin route.
+        std::fs::write(&file, "bonjour\n").unwrap();
+        assert_eq!(
+            request(&mut conn, "POST", "/admin/reload"),
+            (200, "reloaded: generation 2\n".into())
+        );
+        assert_eq!(get(running.addr), "bonjour");
+        std::fs::write(&file, "\n").unwrap();
+        assert_eq!(
+            request(&mut conn, "POST", "/admin/reload"),
+            (422, "rejected: the greeting is empty\n".into())
+        );
+        running.wait_for("reload verdict: rejected: the greeting is empty");
+        // A signal's verdict reaches the service too.
+        running.signal(Signal::HUP);
+        running.wait_for("reload verdict: rejected: the greeting is empty");
+        assert_eq!(
+            request(&mut conn, "GET", "/admin/verdicts"),
+            (
+                200,
+                "accepted: generation 2\nrejected: the greeting is empty\n\
+                 rejected: the greeting is empty\n"
+                    .into()
+            )
+        );
+        assert_eq!(get(running.addr), "bonjour");
+
+        let (status, metrics) = request(&mut conn, "GET", "/metrics");
+        assert_eq!(status, 200);
+        for line in [
+            "grace_config_generation 2\n",
+            "grace_config_reloads_total{result=\"accepted\"} 1\n",
+            "grace_config_reloads_total{result=\"rejected\"} 2\n",
+            "grace_shutdown_phase{phase=\"running\"} 1\n",
+        ] {
+            assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
+        }
+        assert!(
+            metrics.contains("grace_http_requests_total{class=\"2xx\"}"),
+            "{metrics}"
+        );
+
+        // Stopping: readiness fails at once while the example serves on for
+        // its shutdown delay, then the background work ends with the drain.
+        running.signal(Signal::TERM);
+        running.wait_for("shutdown started");
+        assert_eq!(
+            request(&mut conn, "GET", "/readyz"),
+            (503, "shutting down\n".into())
+        );
+        running.wait_for("background work stopped: draining");
         assert_eq!(running.exit_code(), Some(0));
         std::fs::remove_dir_all(dir).unwrap();
     }

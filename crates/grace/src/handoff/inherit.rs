@@ -24,6 +24,9 @@ const MAX_FDS: usize = 1024;
 
 /// The variable naming the descriptor a grace child reports readiness on.
 pub(crate) const READY_FD_VAR: &str = "GRACE_UPGRADE_READY_FD";
+/// The variable carrying the configuration generation the parent served,
+/// so that the child's numbers continue from it.
+pub(crate) const GENERATION_VAR: &str = "GRACE_GENERATION";
 
 /// Why inherited sockets could not be taken.
 ///
@@ -102,6 +105,7 @@ struct Socket {
 pub struct Inherited {
     sockets: Vec<Socket>,
     ready: Option<ReadyPipe>,
+    generation: Option<u64>,
 }
 
 impl Inherited {
@@ -121,9 +125,16 @@ impl Inherited {
             var("LISTEN_FDS").as_deref(),
             var("LISTEN_FDNAMES").as_deref(),
             var(READY_FD_VAR).as_deref(),
+            var(GENERATION_VAR).as_deref(),
             std::process::id(),
         );
-        for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", READY_FD_VAR] {
+        for name in [
+            "LISTEN_PID",
+            "LISTEN_FDS",
+            "LISTEN_FDNAMES",
+            READY_FD_VAR,
+            GENERATION_VAR,
+        ] {
             std::env::remove_var(name);
         }
         let Some(parsed) = parsed? else {
@@ -157,7 +168,20 @@ impl Inherited {
                 )
             }
         };
-        Ok(Inherited { sockets, ready })
+        Ok(Inherited {
+            sockets,
+            ready,
+            generation: parsed.generation,
+        })
+    }
+
+    /// The configuration generation the grace parent served when it started
+    /// us by an upgrade: ours continue from it (see
+    /// [`Reloadable::starting_at`](crate::Reloadable::starting_at)). `None`
+    /// on a first start, under systemd, and when `GRACE_GENERATION` came
+    /// without a grace parent (a variable left in a shell is not trusted).
+    pub fn generation(&self) -> Option<u64> {
+        self.generation
     }
 
     /// True when started by a grace parent handing over its listeners (as
@@ -280,6 +304,7 @@ fn check_listening_tcp(fd: &OwnedFd) -> Result<SocketAddr, String> {
 struct Parsed {
     names: Vec<Option<String>>,
     ready_fd: Option<RawFd>,
+    generation: Option<u64>,
 }
 
 fn parse(
@@ -287,6 +312,7 @@ fn parse(
     listen_fds: Option<&str>,
     listen_fdnames: Option<&str>,
     ready_fd: Option<&str>,
+    generation: Option<&str>,
     our_pid: u32,
 ) -> Result<Option<Parsed>, ActivationError> {
     let Some(fds) = listen_fds else {
@@ -347,7 +373,22 @@ fn parse(
             Some(fd)
         }
     };
-    Ok(Some(Parsed { names, ready_fd }))
+    // Only a grace parent (the one that gave us a readiness pipe, with
+    // LISTEN_PID naming us) passes its generation on; anything else, such
+    // as a variable exported in the shell that started a first process, is
+    // ignored.
+    let generation = match (ready_fd, generation) {
+        (Some(_), Some(v)) => match v.parse::<u64>() {
+            Ok(g) if (1..u64::MAX).contains(&g) => Some(g),
+            _ => return Err(invalid(GENERATION_VAR, v, "not a generation number")),
+        },
+        _ => None,
+    };
+    Ok(Some(Parsed {
+        names,
+        ready_fd,
+        generation,
+    }))
 }
 
 /// Names travel in a colon-separated list, and addresses contain colons:
@@ -374,23 +415,53 @@ mod tests {
 
     #[test]
     fn variables_for_another_process_are_ignored() {
-        assert_eq!(parse(Some("1"), Some("2"), None, None, 77).unwrap(), None);
-        assert_eq!(parse(None, None, None, None, 77).unwrap(), None);
+        assert_eq!(
+            parse(Some("1"), Some("2"), None, None, Some("9"), 77).unwrap(),
+            None
+        );
+        assert_eq!(parse(None, None, None, None, Some("9"), 77).unwrap(), None);
     }
 
     #[test]
     fn names_and_the_ready_pipe_are_read() {
-        let parsed = parse(Some("77"), Some("2"), Some("a%3A1:b"), Some("5"), 77)
-            .unwrap()
-            .unwrap();
+        let parsed = parse(
+            Some("77"),
+            Some("2"),
+            Some("a%3A1:b"),
+            Some("5"),
+            Some("4"),
+            77,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(parsed.names, vec![Some("a:1".into()), Some("b".into())]);
         assert_eq!(parsed.ready_fd, Some(5));
+        assert_eq!(parsed.generation, Some(4));
+    }
+
+    #[test]
+    fn a_generation_is_trusted_from_a_grace_parent_only() {
+        // systemd's activation: no readiness pipe, so no grace parent.
+        let parsed = parse(Some("77"), Some("1"), None, None, Some("4"), 77)
+            .unwrap()
+            .unwrap();
+        assert_eq!(parsed.generation, None);
+        for bad in ["0", "-1", "x", "18446744073709551615"] {
+            let err = parse(Some("77"), Some("1"), None, Some("5"), Some(bad), 77).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("GRACE_GENERATION={bad:?}: not a generation number")
+            );
+        }
     }
 
     #[test]
     fn malformed_variables_are_errors_that_say_which() {
-        let err =
-            |pid, fds, names, ready| parse(pid, fds, names, ready, 77).unwrap_err().to_string();
+        let err = |pid, fds, names, ready| {
+            parse(pid, fds, names, ready, None, 77)
+                .unwrap_err()
+                .to_string()
+        };
         assert_eq!(
             err(None, Some("1"), None, None),
             "LISTEN_PID=\"\": missing while LISTEN_FDS is set"

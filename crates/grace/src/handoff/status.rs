@@ -10,7 +10,8 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 /// Where [`Handoff`](super::Handoff) records upgrade verdicts for a pid file: the pid file's
-/// path with `.upgrade` appended.
+/// path with `.upgrade` appended. Removed with the pid file's lock by the
+/// last owner at exit (see [`PidFile`](crate::pidfile::PidFile)).
 ///
 /// # Example
 ///

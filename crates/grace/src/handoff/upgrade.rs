@@ -16,7 +16,7 @@ use rustix::pipe::{pipe_with, PipeFlags};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
-use super::inherit::{encode_name, LISTEN_FDS_START, READY_FD_VAR};
+use super::inherit::{encode_name, GENERATION_VAR, LISTEN_FDS_START, READY_FD_VAR};
 use super::ready::READY_LINE;
 use super::sys::ExecPlan;
 use crate::drain::Shutdown;
@@ -157,6 +157,9 @@ pub struct Handoff {
     succeeded: AtomicU64,
     failed: AtomicU64,
     observers: Observers,
+    // The configuration generation serving now, passed to the new process
+    // so that its numbers continue from ours.
+    generation: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 type ObserverFn = dyn Fn(Result<&Upgraded, &UpgradeError>) + Send + Sync;
@@ -200,6 +203,7 @@ impl Handoff {
             succeeded: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             observers: Observers::default(),
+            generation: None,
         })
     }
 
@@ -481,6 +485,7 @@ impl Handoff {
                             | "LISTEN_FDNAMES"
                             | "WATCHDOG_PID"
                             | READY_FD_VAR
+                            | GENERATION_VAR
                     )
                 )
             })
@@ -492,6 +497,10 @@ impl Handoff {
         env.push(("LISTEN_FDS".as_ref(), fds_count.as_ref()));
         env.push(("LISTEN_FDNAMES".as_ref(), names.as_ref()));
         env.push((READY_FD_VAR.as_ref(), ready_fd.as_ref()));
+        let generation = self.generation.as_ref().map(|g| g.borrow().to_string());
+        if let Some(generation) = &generation {
+            env.push((GENERATION_VAR.as_ref(), generation.as_ref()));
+        }
         let argv: Vec<&OsStr> = self.argv.iter().map(OsString::as_os_str).collect();
         let plan = ExecPlan::new(self.program.as_os_str(), &argv, &env, moves)?;
 
@@ -510,6 +519,29 @@ impl Handoff {
         // The child has its copies; ours close here.
         drop(keep_alive);
         Ok((child, ready_read))
+    }
+}
+
+impl Handoff {
+    /// Passes the configuration generation serving at each upgrade to the
+    /// new process (as `GRACE_GENERATION`, read by
+    /// [`Inherited::generation`](super::Inherited::generation)), so that its
+    /// generations continue from ours instead of starting again at 1.
+    /// `generations` is [`Reloadable::subscribe`](crate::Reloadable::subscribe).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use grace::{handoff::Handoff, Reloadable};
+    ///
+    /// let config = Reloadable::new(());
+    /// let handoff = Handoff::from_current_process()?.follow_generation(config.subscribe());
+    /// # drop(handoff);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn follow_generation(mut self, generations: tokio::sync::watch::Receiver<u64>) -> Self {
+        self.generation = Some(generations);
+        self
     }
 }
 

@@ -2,6 +2,7 @@
 //! lines. Each piece it wires stays usable alone (see the crate docs).
 
 mod error;
+mod hooks;
 mod listen;
 mod started;
 
@@ -32,6 +33,7 @@ type DurationFn<T> = Arc<dyn Fn(&T) -> Duration + Send + Sync>;
 type LimitsFn<T> = Arc<dyn Fn(&T) -> Limits + Send + Sync>;
 type LoadFn<T> = Arc<dyn Fn() -> Result<T, BoxError> + Send + Sync>;
 type PrepareFn<T> = Arc<dyn Fn(&T, &T) -> Result<Option<Commit>, BoxError> + Send + Sync>;
+type VerdictFn = Box<dyn Fn(&crate::reload::Verdict) + Send + Sync>;
 
 /// A server with hot reload, graceful drain and zero-downtime upgrade.
 ///
@@ -79,6 +81,7 @@ pub struct Server<T> {
     limits: Option<LimitsFn<T>>,
     pid_file: Option<PathBuf>,
     prepare: Option<PrepareFn<T>>,
+    on_reload: Vec<VerdictFn>,
     #[cfg(feature = "watch")]
     watch: Option<(PathBuf, Duration)>,
     #[cfg(feature = "control")]
@@ -99,6 +102,19 @@ impl<T: Send + Sync + 'static> Server<T> {
     /// A server whose configuration comes from `load`: called at start, and
     /// again on every reload (an `Err` rejects the reload; the previous
     /// configuration keeps serving).
+    ///
+    /// # Where `load` runs
+    /// At start, on the thread that calls [`Server::start`] (the runtime's
+    /// main thread under [`Server::run_blocking`]), before anything listens.
+    /// On reloads, on a thread of tokio's blocking pool
+    /// (`spawn_blocking`), one reload at a time, never on an async worker:
+    /// it may block (read files, parse) without delaying requests. To load
+    /// asynchronously (from a secret store over the network, say), block on
+    /// the runtime there, `tokio::runtime::Handle::current().block_on(fetch())`,
+    /// which is allowed on a blocking-pool thread, and give the first
+    /// configuration, loaded with `.await` before start, to
+    /// [`Server::initial`] (`block_on` would panic on the thread that starts
+    /// the server, which is inside the runtime).
     pub fn new<F, E>(load: F) -> Self
     where
         F: Fn() -> Result<T, E> + Send + Sync + 'static,
@@ -115,6 +131,7 @@ impl<T: Send + Sync + 'static> Server<T> {
             limits: None,
             pid_file: None,
             prepare: None,
+            on_reload: Vec::new(),
             #[cfg(feature = "watch")]
             watch: None,
             #[cfg(feature = "control")]

@@ -15,7 +15,7 @@ use crate::drain::{Outcome, Shutdown};
 use crate::error::BoxError;
 use crate::handoff::{Handoff, Inherited, ReadyPipe};
 use crate::http::Running;
-use crate::lifecycle::Lifecycle;
+use crate::lifecycle::{Controller, Lifecycle};
 use crate::listener::Listener;
 use crate::metrics::RequestStats;
 use crate::pidfile::PidFile;
@@ -71,14 +71,18 @@ impl<T: Send + Sync + 'static> Server<T> {
         // Before listening: from the first accepted connection on, a signal
         // must mean a graceful shutdown, never the default "terminate now".
         let signals = Signals::install().map_err(StartError::os("installing signal handlers"))?;
+        let upgrade_timeout = (self.upgrade_timeout)(&first);
+        // After an upgrade, generations continue from the old process's.
+        let config = Reloadable::starting_at(first, inherited.generation().map_or(1, |g| g + 1));
         let handoff = Handoff::from_current_process()
             .map_err(StartError::os("finding this program's path for upgrades"))?
-            .ready_timeout((self.upgrade_timeout)(&first));
+            .ready_timeout(upgrade_timeout)
+            .follow_generation(config.subscribe());
         let handoff = Arc::new(match &self.pid_file {
             Some(path) => handoff.pid_file(path),
             None => handoff,
         });
-        let listeners = self.addresses.open(&first, &mut inherited)?;
+        let listeners = self.addresses.open(&config.load(), &mut inherited)?;
         for listener in &listeners {
             listen::register(&handoff, listener);
         }
@@ -95,9 +99,9 @@ impl<T: Send + Sync + 'static> Server<T> {
         if let (Some(file), None) = (&pid_file, &ready_pipe) {
             file.write()?;
         }
-        let config = Reloadable::new(first);
         let load = self.load.clone();
         let reloader = Reloader::new(config.clone(), move || load());
+        self.observe_verdicts(&reloader);
         #[cfg(feature = "control")]
         let history = {
             let history = crate::status::Recorder::new();
@@ -116,6 +120,7 @@ impl<T: Send + Sync + 'static> Server<T> {
             ready_pipe,
             pid_file,
             server: self,
+            lifecycle: std::sync::OnceLock::new(),
             #[cfg(feature = "metrics")]
             started_at: std::time::SystemTime::now(),
             #[cfg(feature = "control")]
@@ -143,6 +148,8 @@ pub struct Started<T> {
     // Held for its Drop: removed at exit if it still names us.
     pid_file: Option<PidFile>,
     server: Server<T>,
+    // Made when first asked for (`controller`), or by `run`.
+    lifecycle: std::sync::OnceLock<Lifecycle<T>>,
     #[cfg(feature = "metrics")]
     started_at: std::time::SystemTime,
     #[cfg(feature = "control")]
@@ -298,14 +305,9 @@ impl<T: Send + Sync + 'static> Started<T> {
             self.server.upgrade_timeout.clone(),
             self.handoff.clone(),
         );
-        tracing::info!(pid = std::process::id(), generation = 1, "ready");
-        let drain = self.server.drain.clone();
-        let lifecycle = Lifecycle::new(
-            self.reloader.clone(),
-            self.shutdown.clone(),
-            move |c: &T| drain(c),
-        )
-        .with_handoff(self.handoff.clone());
+        let generation = self.config.generation();
+        tracing::info!(pid = std::process::id(), generation, "ready");
+        let lifecycle = self.take_lifecycle();
         #[cfg(feature = "systemd")]
         let (lifecycle, notifier) = match crate::notify::Notifier::from_env() {
             Ok(Some(notifier)) => {
@@ -338,11 +340,11 @@ impl<T: Send + Sync + 'static> Started<T> {
         // Everything is up: tell systemd and the process that started us.
         #[cfg(feature = "systemd")]
         if let Some(notifier) = &notifier {
-            let status = "serving generation 1";
+            let status = format!("serving generation {generation}");
             if self.ready_pipe.is_some() {
-                notifier.ready_as_main(status);
+                notifier.ready_as_main(&status);
             } else {
-                notifier.ready(status);
+                notifier.ready(&status);
             }
         }
         if let Some(pipe) = self.ready_pipe.take() {
@@ -366,6 +368,87 @@ impl<T: Send + Sync + 'static> Started<T> {
         }
         drop(self.pid_file);
         Ok(outcome)
+    }
+}
+
+impl<T: Send + Sync + 'static> Started<T> {
+    /// A handle that reloads, upgrades and stops this server and returns
+    /// each verdict: for an admin endpoint or a deploy hook in the service
+    /// itself. It acts on the same state as signals and the control socket
+    /// (a stop asked either way is one shutdown). Cheap to clone; ask for
+    /// it before [`Started::run`], and keep it in the service.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = grace::Server::new(|| std::fs::read_to_string("greeting.txt"))
+    ///     .listen("127.0.0.1:8080".parse()?);
+    /// server.block_on(|server| async move {
+    ///     let started = server.start()?;
+    ///     let controller = started.controller();
+    ///     tokio::spawn(async move {
+    ///         // A deploy hook, say: reload and report.
+    ///         match controller.reload().await {
+    ///             Ok(generation) => println!("generation {generation} serves"),
+    ///             Err(e) => println!("rejected, the old one serves: {e}"),
+    ///         }
+    ///     });
+    ///     // started.serve(service, None); ...
+    ///     started.run().await
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn controller(&self) -> Controller<T> {
+        self.lifecycle
+            .get_or_init(|| self.new_lifecycle())
+            .controller()
+    }
+
+    pub(super) fn take_lifecycle(&mut self) -> Lifecycle<T> {
+        match self.lifecycle.take() {
+            Some(lifecycle) => lifecycle,
+            None => self.new_lifecycle(),
+        }
+    }
+
+    fn new_lifecycle(&self) -> Lifecycle<T> {
+        let drain = self.server.drain.clone();
+        Lifecycle::new(
+            self.reloader.clone(),
+            self.shutdown.clone(),
+            move |c: &T| drain(c),
+        )
+        .with_handoff(self.handoff.clone())
+    }
+
+    /// As [`Started::serve`], for a tower service such as an axum `Router`
+    /// (feature `tower`).
+    ///
+    /// # Panics
+    /// When called twice.
+    #[cfg(feature = "tower")]
+    pub fn serve_tower<S, B>(
+        &mut self,
+        service: S,
+        stats: Option<std::sync::Arc<crate::metrics::RequestStats>>,
+    ) -> Running
+    where
+        S: tower_service::Service<Request<Incoming>, Response = Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        self.serve(
+            hyper_util::service::TowerToHyperService::new(service),
+            stats,
+        )
     }
 }
 
