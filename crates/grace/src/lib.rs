@@ -93,7 +93,7 @@ pub mod tls;
 pub mod watch;
 
 pub use config::{Reloadable, Snapshot, SnapshotRef};
-pub use drain::{DrainSettings, ForceReason, Outcome, Phase, Shutdown};
+pub use drain::{DrainSettings, ForceReason, Outcome, Phase, Shutdown, ShutdownTrigger};
 pub use error::{BindError, BoxError, ReloadError};
 #[cfg(feature = "tower")]
 pub use http::serve_tower;

@@ -176,7 +176,7 @@ pub fn watchdog_interval() -> Option<Duration> {
 /// ```
 /// use std::{os::unix::net::UnixDatagram, sync::Arc};
 /// use grace::notify::{attach, Notifier};
-/// use grace::{Reloadable, Reloader, Shutdown};
+/// use grace::{Reloadable, Reloader, ShutdownTrigger};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -185,7 +185,7 @@ pub fn watchdog_interval() -> Option<Duration> {
 /// std::env::set_var("NOTIFY_SOCKET", &path);
 /// let notifier = Arc::new(Notifier::from_env()?.expect("NOTIFY_SOCKET is set"));
 /// let reloader = Reloader::new(Reloadable::new(1u32), || Ok::<_, grace::BoxError>(2u32));
-/// attach(notifier, &reloader, &Shutdown::new());
+/// attach(notifier, &reloader, ShutdownTrigger::new().watcher());
 ///
 /// reloader.reload().await?;
 /// let mut buf = [0; 256];

@@ -11,7 +11,7 @@ use hyper::service::Service;
 use super::listen::{self, Addresses};
 use super::{LimitsFn, PrepareFn, Server, StartError};
 use crate::config::Reloadable;
-use crate::drain::{Outcome, Shutdown};
+use crate::drain::{Outcome, Shutdown, ShutdownTrigger};
 use crate::error::BoxError;
 use crate::handoff::{Handoff, Inherited, ReadyPipe};
 use crate::http::Running;
@@ -98,7 +98,7 @@ impl<T: Send + Sync + 'static> Server<T> {
         let reloader = Reloader::new(config.clone(), move || load());
         Ok(Started {
             config,
-            shutdown: Shutdown::new(),
+            trigger: ShutdownTrigger::new(),
             reloader,
             handoff,
             signals,
@@ -120,7 +120,8 @@ impl<T: Send + Sync + 'static> Server<T> {
 /// admin one), then await [`Started::run`].
 pub struct Started<T> {
     config: Reloadable<T>,
-    shutdown: Shutdown,
+    // Goes to the lifecycle in `run`; services only ever see its watcher.
+    trigger: ShutdownTrigger,
     reloader: Reloader<T>,
     handoff: Arc<Handoff>,
     signals: Signals,
@@ -158,9 +159,10 @@ impl<T: Send + Sync + 'static> Started<T> {
         &self.config
     }
 
-    /// The shutdown every connection follows.
+    /// The shutdown every connection follows: a watcher, which can wait for
+    /// the drain but not start one (signals and the control socket do).
     pub fn shutdown(&self) -> &Shutdown {
-        &self.shutdown
+        self.trigger.watcher()
     }
 
     /// The reloader (for metrics: its verdicts).
@@ -178,7 +180,7 @@ impl<T: Send + Sync + 'static> Started<T> {
     /// the request tallies with `with_requests`.
     #[cfg(feature = "metrics")]
     pub fn metrics_collector(&self) -> crate::metrics::MetricsCollector<T> {
-        crate::metrics::MetricsCollector::new(self.reloader.clone(), self.shutdown.clone())
+        crate::metrics::MetricsCollector::new(self.reloader.clone(), self.shutdown().clone())
             .with_handoff(self.handoff.clone())
             .started_at(self.started_at)
     }
@@ -199,7 +201,7 @@ impl<T: Send + Sync + 'static> Started<T> {
         B::Error: Into<BoxError>,
     {
         let listeners = std::mem::take(&mut self.listeners);
-        let mut serving = crate::serve(listeners, service, &self.shutdown);
+        let mut serving = crate::serve(listeners, service, self.trigger.watcher());
         if let Some(limits) = &self.server.limits {
             serving = serving.limits(limits(&self.config.load()));
         }
@@ -234,7 +236,7 @@ impl<T: Send + Sync + 'static> Started<T> {
         B::Error: Into<BoxError>,
     {
         let admin = self.admin.take()?;
-        let mut serving = crate::serve(vec![admin], service, &self.shutdown);
+        let mut serving = crate::serve(vec![admin], service, self.trigger.watcher());
         if let Some(limits) = &self.server.limits {
             serving = serving.limits(limits(&self.config.load()));
         }
@@ -270,12 +272,8 @@ impl<T: Send + Sync + 'static> Started<T> {
         );
         tracing::info!(pid = std::process::id(), generation = 1, "ready");
         let drain = self.server.drain.clone();
-        let lifecycle = Lifecycle::new(
-            self.reloader.clone(),
-            self.shutdown.clone(),
-            move |c: &T| drain(c),
-        )
-        .with_handoff(self.handoff.clone());
+        let lifecycle = Lifecycle::new(self.reloader.clone(), self.trigger, move |c: &T| drain(c))
+            .with_handoff(self.handoff.clone());
         #[cfg(feature = "systemd")]
         let (lifecycle, notifier) = match crate::notify::Notifier::from_env() {
             Ok(Some(notifier)) => {
