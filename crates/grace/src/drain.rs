@@ -485,6 +485,14 @@ impl Shutdown {
         }
     }
 
+    /// Resolves once the drain started and every listening socket counted
+    /// by [`track_listener`](Self::track_listener) is closed: from then on,
+    /// this process accepts nothing new.
+    pub(crate) async fn listeners_closed(&self) {
+        self.inner.drain.cancelled().await;
+        let _ = self.inner.listeners.subscribe().wait_for(|n| *n == 0).await;
+    }
+
     /// Counts one open listening socket until the guard is dropped: the drain
     /// is announced ("listeners closed") only once every one is closed.
     pub(crate) fn track_listener(&self) -> ListenerGuard {

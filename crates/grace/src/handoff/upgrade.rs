@@ -300,8 +300,16 @@ impl Handoff {
     /// # Ok(()) }
     /// ```
     pub async fn upgrade(&self, shutdown: &Shutdown) -> Result<Upgraded, UpgradeError> {
+        let result = self.start_new(shutdown).await;
+        self.record(result)
+    }
+
+    /// [`upgrade`](Self::upgrade) without recording the verdict: the
+    /// [`Lifecycle`](crate::Lifecycle) records a success only once this
+    /// process stopped listening.
+    pub(crate) async fn start_new(&self, shutdown: &Shutdown) -> Result<Upgraded, UpgradeError> {
         let Some(_in_progress) = InProgress::claim(&self.in_progress) else {
-            return self.record(Err(UpgradeError::InProgress));
+            return Err(UpgradeError::InProgress);
         };
         let result = self.run(shutdown).await;
         if let (Ok(up), Some(pid_file)) = (&result, &self.pid_file) {
@@ -309,7 +317,7 @@ impl Handoff {
                 tracing::error!(pid_file = %pid_file.display(), "cannot rewrite the pid file: {e}");
             }
         }
-        self.record(result)
+        result
     }
 
     /// Upgrades that handed over to a ready new process.
@@ -324,7 +332,10 @@ impl Handoff {
 
     /// Counts the verdict, and writes it next to the pid file for
     /// `grace upgrade` to read.
-    fn record(&self, result: Result<Upgraded, UpgradeError>) -> Result<Upgraded, UpgradeError> {
+    pub(crate) fn record(
+        &self,
+        result: Result<Upgraded, UpgradeError>,
+    ) -> Result<Upgraded, UpgradeError> {
         let up = result.map_err(|e| self.record_failure(e))?;
         self.succeeded.fetch_add(1, Ordering::Relaxed);
         if let Some(pid_file) = &self.pid_file {

@@ -402,6 +402,12 @@ impl<T: Send + Sync + 'static> Controller<T> {
     /// drains (no delay: the new one already serves). Resolves with the new
     /// process, or why nothing changed, within the hand-off's ready timeout.
     ///
+    /// # Return value
+    /// A success is resolved (and recorded, see [`Handoff::succeeded`] and
+    /// [`crate::handoff::read_status`]) only once this process's listeners
+    /// are closed: from then on, every new connection reaches the new
+    /// process.
+    ///
     /// # Errors
     /// [`UpgradeError::Disabled`] without a [`Handoff`]; otherwise as
     /// [`Handoff::upgrade`]. This process keeps serving in every case.
@@ -446,7 +452,8 @@ impl<T: Send + Sync + 'static> Controller<T> {
                     core,
                     finished: false,
                 };
-                let result = handoff.upgrade(core.trigger.watcher()).await;
+                let watcher = core.trigger.watcher();
+                let result = handoff.start_new(watcher).await;
                 if let Ok(up) = &result {
                     tracing::info!(
                         new_pid = up.pid,
@@ -456,8 +463,22 @@ impl<T: Send + Sync + 'static> Controller<T> {
                 }
                 if upgrading.finish(result.is_ok()) == Action::HandOver {
                     core.hand_over();
+                    // "Upgraded" tells a deploy script that the new process
+                    // alone accepts: true only once our listeners are
+                    // closed. Recorded on a task of its own, so that a caller
+                    // who stops waiting does not lose the verdict.
+                    let (handoff, watcher) = (handoff.clone(), watcher.clone());
+                    let recorded = core.upgrades.spawn(async move {
+                        watcher.listeners_closed().await;
+                        handoff.record(result)
+                    });
+                    match recorded.await {
+                        Ok(verdict) => verdict,
+                        Err(e) => std::panic::resume_unwind(e.into_panic()),
+                    }
+                } else {
+                    handoff.record(result)
                 }
-                result
             }
             Action::RefuseUpgrade(refusal) => Err(handoff.record_failure(match refusal {
                 Refusal::InProgress => UpgradeError::InProgress,
@@ -578,6 +599,53 @@ mod tests {
         assert!(up.is_ok(), "{up:?}");
         assert!(c.shutdown().is_shutting_down(), "handed over: draining");
         std::fs::remove_file(&mark).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_upgrade_succeeds_only_once_our_listeners_are_closed() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let dir = std::env::temp_dir().join(format!("grace-verdict-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("grace.pid");
+        let handoff = Handoff::from_current_process()
+            .unwrap()
+            .command("/bin/sh", &["sh", "-c", READY_AT_ONCE])
+            .pid_file(&pid_file);
+        let handoff = Arc::new(handoff);
+        let c = lifecycle().with_handoff(handoff.clone()).controller();
+        let s = c.shutdown().clone();
+        // An accept loop's socket: it goes only once the accept loop saw the
+        // drain begin, which takes a turn of the runtime.
+        let listener = s.track_listener();
+        let closed = Arc::new(AtomicBool::new(false));
+        let recorded_before_close = Arc::new(AtomicU64::new(u64::MAX));
+        let status = crate::handoff::status_path(&pid_file);
+        let (flag, recorded, watcher) = (closed.clone(), recorded_before_close.clone(), s.clone());
+        let (handoff_seen, status_seen) = (handoff.clone(), status.clone());
+        s.spawn(async move {
+            watcher.draining().await;
+            tokio::task::yield_now().await;
+            let seen = handoff_seen.succeeded()
+                + crate::handoff::read_status(&status_seen).map_or(0, |_| 1);
+            recorded.store(seen, Ordering::SeqCst);
+            flag.store(true, Ordering::SeqCst);
+            drop(listener);
+        });
+
+        let up = c.upgrade().await;
+        assert!(up.is_ok(), "{up:?}");
+        assert!(
+            closed.load(Ordering::SeqCst),
+            "the upgrade's verdict came while this process still listened"
+        );
+        assert_eq!(
+            recorded_before_close.load(Ordering::SeqCst),
+            0,
+            "success was recorded before this process's listeners closed"
+        );
+        assert_eq!(handoff.succeeded(), 1);
+        assert!(matches!(crate::handoff::read_status(&status), Some(st) if st.result.is_ok()));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]
