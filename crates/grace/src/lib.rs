@@ -71,15 +71,15 @@
 // `unsafe` is allowed in one module only: handoff::sys.
 #![deny(unsafe_code)]
 
-pub mod config;
+mod config;
 #[cfg(feature = "control")]
 pub mod control;
-pub mod drain;
+mod drain;
 mod error;
 pub mod handoff;
 pub mod http;
-pub mod lifecycle;
-pub mod listener;
+mod lifecycle;
+mod listener;
 pub mod metrics;
 #[cfg(feature = "systemd")]
 pub mod notify;
@@ -93,12 +93,16 @@ pub mod tls;
 pub mod watch;
 
 pub use config::{Reloadable, Snapshot, SnapshotRef};
-pub use drain::{DrainSettings, ForceReason, Outcome, Phase, Shutdown, ShutdownTrigger};
+pub use drain::{
+    ConnectionGuard, DrainSettings, ForceReason, Outcome, Phase, RequestGuard, Shutdown,
+    ShutdownTrigger,
+};
 pub use error::{BindError, BoxError, ReloadError};
+pub use handoff::Handoff;
 #[cfg(feature = "tower")]
 pub use http::serve_tower;
 pub use http::{serve, Limits, Running, Serve};
 pub use lifecycle::{Controller, Lifecycle};
 pub use listener::Listener;
-pub use reload::{ReloadEvent, Reloader, Ticket, Verdict};
+pub use reload::{Reloader, Verdict};
 pub use server::{Server, StartError, Started};

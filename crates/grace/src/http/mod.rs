@@ -42,7 +42,7 @@ pub use limits::Limits;
 ///
 /// # Return value
 /// Awaiting resolves with the [`Outcome`] once a shutdown began (by
-/// [`Shutdown::begin`], usually from a signal) and every connection is done,
+/// [`ShutdownTrigger::begin`](crate::ShutdownTrigger::begin), usually from a signal) and every connection is done,
 /// or was cut at the deadline.
 ///
 /// # Example
