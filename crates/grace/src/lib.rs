@@ -50,11 +50,20 @@
 //!
 //! * [`Reloadable`]: a lock-free, atomically swapped configuration with
 //!   generations; [`Reloader`]: load, validate, swap, with verdicts.
-//! * [`Shutdown`]: readiness, delay, drain, deadline, force.
+//! * [`ShutdownTrigger`] and [`Shutdown`]: readiness, delay, drain,
+//!   deadline, force. The trigger is not `Clone` and alone begins or forces
+//!   the drain; the [`Lifecycle`] owns it. Services get the [`Shutdown`]
+//!   watcher, which waits for the drain but cannot start or force one.
 //! * [`serve`] / `serve_tower`: HTTP/1.1 and h2c under those drain rules,
 //!   and over TLS with certificate hot reload (`tls`, feature `tls`).
-//! * [`handoff`]: zero-downtime upgrade and systemd socket activation.
+//! * [`Handoff`] and [`Listener`] (also for non-HTTP services), and
+//!   [`handoff`]: zero-downtime upgrade and systemd socket activation.
 //! * [`signals`], [`Lifecycle`]: signals in, lifecycle events out.
+//!
+//! Everything a service needs is at the root; the modules hold the
+//! advanced pieces, named for what they do: [`reload`], [`handoff`],
+//! [`signals`], [`http`], [`metrics`], [`pidfile`], and per feature `notify`,
+//! `watch`, `control`, `tls`.
 //! * `notify` (feature `systemd`), `watch` (feature `watch`).
 //!
 //! ## Features
