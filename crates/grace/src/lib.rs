@@ -89,6 +89,7 @@ pub mod handoff;
 pub mod http;
 mod lifecycle;
 mod listener;
+mod log_limit;
 pub mod metrics;
 #[cfg(feature = "systemd")]
 pub mod notify;

@@ -1,18 +1,37 @@
 //! Listening sockets and the accept loop.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_util::sync::CancellationToken;
 
 use crate::error::BindError;
-use crate::http::admission::{Admission, Slot};
-use tokio_util::sync::CancellationToken;
+use crate::log_limit::LogLimit;
 
 /// How many completed connections the kernel queues for us. Large, because
 /// a restart or a reload storm must not overflow it into refused connects.
 const BACKLOG: u32 = 1024;
+
+/// A bound on open connections that [`Listener::accept_until`] asks before
+/// each accept. Defined here and implemented by the HTTP layer above, so the
+/// listener depends on no server above it.
+pub(crate) trait ConnectionLimit {
+    /// One open connection's place under the limit, held while it is open.
+    type Slot;
+
+    /// Waits for a free slot.
+    ///
+    /// # Cancel safety
+    /// Must be cancel safe: the accept loop drops it when told to stop.
+    fn admit(&self, listener: &str) -> impl Future<Output = Self::Slot> + Send;
+
+    /// A slot even past the limit, for connections the kernel had already
+    /// completed when the listener closes.
+    fn admit_now(&self) -> Self::Slot;
+}
 
 /// A listening TCP socket with a stable name.
 ///
@@ -162,13 +181,14 @@ impl Listener {
     /// takes the connections the kernel had already completed, so closing the
     /// socket does not reset them, and closes it: from then on connects are
     /// refused instead of left in a queue nobody reads.
-    pub(crate) async fn accept_until<F>(
+    pub(crate) async fn accept_until<L, F>(
         self,
         stop: CancellationToken,
-        admission: &Admission,
+        admission: &L,
         mut on_conn: F,
     ) where
-        F: FnMut(TcpStream, SocketAddr, Slot),
+        L: ConnectionLimit,
+        F: FnMut(TcpStream, SocketAddr, L::Slot),
     {
         let mut backoff = Backoff::default();
         loop {
@@ -200,9 +220,10 @@ impl Listener {
         self.sweep_and_close(admission, &mut on_conn);
     }
 
-    fn sweep_and_close<F>(self, admission: &Admission, on_conn: &mut F)
+    fn sweep_and_close<L, F>(self, admission: &L, on_conn: &mut F)
     where
-        F: FnMut(TcpStream, SocketAddr, Slot),
+        L: ConnectionLimit,
+        F: FnMut(TcpStream, SocketAddr, L::Slot),
     {
         let name = self.name;
         let std = match self.inner.into_std() {
@@ -242,22 +263,19 @@ impl Listener {
 /// Errors that concern one connection that is already gone; the listener
 /// itself is fine and accepting again is right.
 fn is_per_connection(e: &io::Error) -> bool {
+    // The accept(2) man page lists EPROTO and EPERM (a firewall) as errors of
+    // the pending connection; std has no ErrorKind for them.
+    const PENDING_CONNECTION: [rustix::io::Errno; 2] =
+        [rustix::io::Errno::PROTO, rustix::io::Errno::PERM];
     matches!(
         e.kind(),
         io::ErrorKind::ConnectionAborted
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionRefused
             | io::ErrorKind::Interrupted
-    ) || matches!(e.raw_os_error(), Some(code) if code == libc_eproto() || code == libc_eperm())
-}
-
-// The accept(2) man page lists EPROTO and EPERM (firewall) as errors of the
-// pending connection; std has no ErrorKind for them.
-const fn libc_eproto() -> i32 {
-    71
-}
-const fn libc_eperm() -> i32 {
-    1
+    ) || e.raw_os_error().is_some_and(|code| {
+        PENDING_CONNECTION.contains(&rustix::io::Errno::from_raw_os_error(code))
+    })
 }
 
 /// Back-off for resource errors (EMFILE, ENFILE, ENOBUFS, ENOMEM): retrying at
@@ -266,8 +284,9 @@ const fn libc_eperm() -> i32 {
 #[derive(Default)]
 struct Backoff {
     pause: Duration,
-    suppressed: u64,
-    last_log: Option<tokio::time::Instant>,
+    // Accepts that failed since the last success.
+    failures: u64,
+    log: LogLimit,
 }
 
 impl Backoff {
@@ -275,29 +294,22 @@ impl Backoff {
     const MAX: Duration = Duration::from_secs(1);
 
     fn reset(&mut self) {
-        if self.pause != Duration::ZERO {
-            tracing::info!(suppressed = self.suppressed, "accepting connections again");
+        if self.failures != 0 {
+            tracing::info!(failures = self.failures, "accepting connections again");
         }
         *self = Backoff::default();
     }
 
     fn next(&mut self, listener: &str, error: &io::Error) -> Duration {
         self.pause = (self.pause * 2).clamp(Self::FIRST, Self::MAX);
-        let now = tokio::time::Instant::now();
-        if self
-            .last_log
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
-        {
+        self.failures += 1;
+        if let Some(suppressed) = self.log.admit() {
             tracing::error!(
                 listener,
                 pause_ms = self.pause.as_millis() as u64,
-                suppressed = self.suppressed,
+                suppressed,
                 "accept failed, backing off: {error}"
             );
-            self.last_log = Some(now);
-            self.suppressed = 0;
-        } else {
-            self.suppressed += 1;
         }
         self.pause
     }
@@ -306,5 +318,39 @@ impl Backoff {
 impl std::os::fd::AsFd for Listener {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.inner.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_of_the_pending_connection_are_not_the_listeners() {
+        for errno in [libc::EPROTO, libc::EPERM, libc::ECONNABORTED, libc::EINTR] {
+            assert!(
+                is_per_connection(&io::Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
+        }
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert!(
+                !is_per_connection(&io::Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_doubles_to_a_second_and_starts_over_after_a_success() {
+        let mut backoff = Backoff::default();
+        let emfile = io::Error::from_raw_os_error(libc::EMFILE);
+        let pauses: Vec<_> = (0..10).map(|_| backoff.next("t", &emfile)).collect();
+        assert_eq!(pauses[0], Backoff::FIRST);
+        assert_eq!(pauses[1], Backoff::FIRST * 2);
+        assert_eq!(pauses[9], Backoff::MAX);
+        assert_eq!(backoff.failures, 10);
+        backoff.reset();
+        assert_eq!(backoff.next("t", &emfile), Backoff::FIRST);
     }
 }

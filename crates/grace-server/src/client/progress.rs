@@ -2,13 +2,13 @@
 
 use std::io::{IsTerminal, Write};
 
-use grace::control::protocol::Progress as Report;
+use grace::control::protocol::{Phase, Progress as Report};
 
 pub struct Progress {
     tty: bool,
     quiet: bool,
     live: bool,
-    last: Option<(String, usize, usize)>,
+    last: Option<(Phase, usize, usize)>,
 }
 
 impl Progress {
@@ -63,6 +63,6 @@ impl Progress {
     }
 }
 
-fn key(p: &Report) -> (String, usize, usize) {
-    (p.phase.clone(), p.connections, p.requests)
+fn key(p: &Report) -> (Phase, usize, usize) {
+    (p.phase, p.connections, p.requests)
 }

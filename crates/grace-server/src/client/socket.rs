@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use grace::control::protocol::{ErrorKind, Line, Reply, Request, Status};
+use grace::control::protocol::{ErrorKind, Line, Outcome, ReloadResult, Reply, Request, Status};
 
 use super::progress::Progress;
 use super::Action;
@@ -78,7 +78,7 @@ fn talk(path: &Path, action: Action, args: &ClientArgs) -> Result<u8, String> {
                 exited = true;
                 progress.finish();
                 if !args.json {
-                    if e.outcome == "drained" {
+                    if e.outcome == Outcome::Drained {
                         println!("exited: drained in {:.1}s", e.elapsed_secs);
                     } else {
                         println!(
@@ -174,12 +174,15 @@ fn print_status(s: &Status) {
         Some(last) => {
             let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(last.at.max(0.0));
             let at = humantime::format_rfc3339_seconds(at);
-            match (&last.generation, &last.error) {
-                (Some(generation), _) => {
+            match (last.result, &last.generation, &last.error) {
+                (ReloadResult::Accepted, Some(generation), _) => {
                     println!("last reload: accepted at {at} (generation {generation})")
                 }
-                (None, Some(error)) => println!("last reload: rejected at {at}: {error}"),
-                _ => println!("last reload: {} at {at}", last.result),
+                (ReloadResult::Accepted, None, _) => println!("last reload: accepted at {at}"),
+                (ReloadResult::Rejected, _, Some(error)) => {
+                    println!("last reload: rejected at {at}: {error}")
+                }
+                (ReloadResult::Rejected, _, None) => println!("last reload: rejected at {at}"),
             }
         }
     }

@@ -12,9 +12,13 @@
 //!   [`Controller`](crate::Controller). Only peers with this process's uid,
 //!   or root, are served (checked with `SO_PEERCRED`).
 
+mod dispatch;
+mod framing;
+mod limits;
 pub mod protocol;
 mod server;
 mod socket;
 
-pub use server::{ControlServer, ServerInfo};
+pub use dispatch::ServerInfo;
+pub use server::ControlServer;
 pub use socket::{check_path, BindMode, ControlSocket, ControlSocketError, MAX_PATH_LEN};

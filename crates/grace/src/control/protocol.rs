@@ -20,20 +20,6 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Longest request line accepted, newline included.
-///
-/// # Example
-///
-/// ```
-/// use grace::control::protocol::{Request, MAX_REQUEST_LINE};
-///
-/// let line = serde_json::to_string(&Request::Stop { wait: true })? + "\n";
-/// assert_eq!(line, "{\"cmd\":\"stop\",\"wait\":true}\n");
-/// assert!(line.len() <= MAX_REQUEST_LINE);
-/// # Ok::<(), serde_json::Error>(())
-/// ```
-pub const MAX_REQUEST_LINE: usize = 4096;
-
 /// What a client asks.
 ///
 /// # Example
@@ -41,6 +27,8 @@ pub const MAX_REQUEST_LINE: usize = 4096;
 /// ```
 /// use grace::control::protocol::Request;
 ///
+/// let line = serde_json::to_string(&Request::Stop { wait: true })?;
+/// assert_eq!(line, r#"{"cmd":"stop","wait":true}"#);
 /// let request: Request = serde_json::from_str(r#"{"cmd":"stop"}"#)?;
 /// assert_eq!(request, Request::Stop { wait: false });
 /// // A typo is an error, never a silently ignored option.
@@ -94,7 +82,7 @@ impl From<Reply> for Line {
     fn from(reply: Reply) -> Line {
         let ok = match &reply {
             Reply::Error { .. } => false,
-            Reply::Exited(exited) => exited.outcome == "drained",
+            Reply::Exited(exited) => exited.outcome == Outcome::Drained,
             _ => true,
         };
         Line { ok, reply }
@@ -194,12 +182,12 @@ pub enum ErrorKind {
 /// # Example
 ///
 /// ```
-/// use grace::control::protocol::{Line, Reply};
+/// use grace::control::protocol::{Line, Phase, Reply};
 ///
 /// let text = r#"{"ok":true,"reply":"status","pid":4211,"generation":3,"phase":"running",
 ///     "uptime_secs":86.5,"config_path":null,"connections":2,"requests":1,"last_reload":null}"#;
 /// let Reply::Status(status) = serde_json::from_str::<Line>(text)?.reply else { panic!() };
-/// assert_eq!((status.generation, status.phase.as_str()), (3, "running"));
+/// assert_eq!((status.generation, status.phase), (3, Phase::Running));
 /// assert_eq!((status.connections, status.requests), (2, 1));
 /// # Ok::<(), serde_json::Error>(())
 /// ```
@@ -209,9 +197,8 @@ pub struct Status {
     pub pid: u32,
     /// Generation of the configuration serving (1 at start).
     pub generation: u64,
-    /// Lifecycle phase: `running`, `stopping`, `draining`, `forcing`,
-    /// `stopped`.
-    pub phase: String,
+    /// Lifecycle phase.
+    pub phase: Phase,
     /// Seconds since the process started.
     pub uptime_secs: f64,
     /// Where the configuration comes from, if the server said.
@@ -240,29 +227,102 @@ pub struct CertificateStatus {
     pub not_after: i64,
 }
 
+/// A lifecycle phase, as the protocol names it.
+///
+/// # Example
+///
+/// ```
+/// use grace::control::protocol::Phase;
+///
+/// assert_eq!(serde_json::to_string(&Phase::Draining)?, r#""draining""#);
+/// assert_eq!(Phase::from(grace::Phase::Forcing).to_string(), "forcing");
+/// // A phase the protocol does not name is an error, not a string passed on.
+/// assert!(serde_json::from_str::<Phase>(r#""drainig""#).is_err());
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+// Ordered as the phases follow each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Serving and ready.
+    Running,
+    /// Shutdown requested: readiness fails, serving goes on for the delay.
+    Stopping,
+    /// Listeners closed; in-flight work is finishing.
+    Draining,
+    /// Remaining work is being cut.
+    Forcing,
+    /// Nothing is left running.
+    Stopped,
+}
+
+impl Phase {
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Running => "running",
+            Phase::Stopping => "stopping",
+            Phase::Draining => "draining",
+            Phase::Forcing => "forcing",
+            Phase::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// The protocol keeps its own enum so that the wire format changes only when
+// this file does, whatever the drain's phases become.
+impl From<crate::drain::Phase> for Phase {
+    fn from(phase: crate::drain::Phase) -> Phase {
+        use crate::drain::Phase as Drain;
+        match phase {
+            Drain::Running => Phase::Running,
+            Drain::Stopping => Phase::Stopping,
+            Drain::Draining => Phase::Draining,
+            Drain::Forcing => Phase::Forcing,
+            Drain::Stopped => Phase::Stopped,
+        }
+    }
+}
+
 /// The last reload's verdict.
 ///
 /// # Example
 ///
 /// ```
-/// use grace::control::protocol::LastReload;
+/// use grace::control::protocol::{LastReload, ReloadResult};
 ///
 /// let text = r#"{"result":"rejected","generation":null,"error":"app.toml:3:1: bad","at":1.7e9}"#;
 /// let last: LastReload = serde_json::from_str(text)?;
-/// assert_eq!(last.result, "rejected");
+/// assert_eq!(last.result, ReloadResult::Rejected);
 /// assert_eq!(last.error.as_deref(), Some("app.toml:3:1: bad"));
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LastReload {
-    /// `accepted` or `rejected`.
-    pub result: String,
+    /// Whether it took effect.
+    pub result: ReloadResult,
     /// The generation it produced, when accepted.
     pub generation: Option<u64>,
     /// Why it was rejected.
     pub error: Option<String>,
     /// When it finished, Unix time in seconds.
     pub at: f64,
+}
+
+/// Whether a reload took effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadResult {
+    /// The new configuration serves.
+    Accepted,
+    /// The previous configuration keeps serving.
+    Rejected,
 }
 
 /// A drain in progress.
@@ -282,7 +342,7 @@ pub struct LastReload {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     /// Lifecycle phase.
-    pub phase: String,
+    pub phase: Phase,
     /// Connections still open.
     pub connections: usize,
     /// Requests still in flight.
@@ -296,9 +356,9 @@ pub struct Progress {
 /// # Example
 ///
 /// ```
-/// use grace::control::protocol::{Exited, Line, Reply};
+/// use grace::control::protocol::{Exited, Line, Outcome, Reply};
 ///
-/// let forced = Exited { outcome: "forced".into(), elapsed_secs: 30.0, requests_cut: 2 };
+/// let forced = Exited { outcome: Outcome::Forced, elapsed_secs: 30.0, requests_cut: 2 };
 /// let line = Line::from(Reply::Exited(forced));
 /// assert!(!line.ok); // requests were cut: a script should notice
 /// assert!(serde_json::to_string(&line)?.contains(r#""requests_cut":2"#));
@@ -306,12 +366,22 @@ pub struct Progress {
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Exited {
-    /// `drained` (every request finished) or `forced` (some were cut).
-    pub outcome: String,
+    /// Whether every request finished.
+    pub outcome: Outcome,
     /// Seconds from the start of the shutdown.
     pub elapsed_secs: f64,
     /// Requests cut by the force; 0 when drained.
     pub requests_cut: usize,
+}
+
+/// How a shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every request finished.
+    Drained,
+    /// Some requests were cut.
+    Forced,
 }
 
 #[cfg(test)]
@@ -344,5 +414,70 @@ mod tests {
         assert_eq!(serde_json::from_str::<Line>(&text).unwrap(), line);
         let text = serde_json::to_string(&Line::from(Reply::Reloaded { generation: 3 })).unwrap();
         assert_eq!(text, r#"{"ok":true,"reply":"reloaded","generation":3}"#);
+    }
+
+    /// The enums must keep the bytes the strings had: scripts and
+    /// `tests/control.rs` read them.
+    #[test]
+    fn enums_keep_the_wire_format() {
+        let status = Status {
+            pid: 7,
+            generation: 2,
+            phase: Phase::Running,
+            uptime_secs: 1.5,
+            config_path: None,
+            connections: 0,
+            requests: 0,
+            last_reload: Some(LastReload {
+                result: ReloadResult::Accepted,
+                generation: Some(2),
+                error: None,
+                at: 3.0,
+            }),
+            certificates: Vec::new(),
+        };
+        assert_eq!(
+            serde_json::to_string(&Line::from(Reply::Status(status))).unwrap(),
+            r#"{"ok":true,"reply":"status","pid":7,"generation":2,"phase":"running","uptime_secs":1.5,"config_path":null,"connections":0,"requests":0,"last_reload":{"result":"accepted","generation":2,"error":null,"at":3.0}}"#
+        );
+        let progress = Progress {
+            phase: Phase::Draining,
+            connections: 1,
+            requests: 1,
+            deadline_secs: 2.5,
+        };
+        assert_eq!(
+            serde_json::to_string(&Line::from(Reply::Progress(progress))).unwrap(),
+            r#"{"ok":true,"reply":"progress","phase":"draining","connections":1,"requests":1,"deadline_secs":2.5}"#
+        );
+        let exited = Exited {
+            outcome: Outcome::Forced,
+            elapsed_secs: 30.0,
+            requests_cut: 2,
+        };
+        assert_eq!(
+            serde_json::to_string(&Line::from(Reply::Exited(exited))).unwrap(),
+            r#"{"ok":false,"reply":"exited","outcome":"forced","elapsed_secs":30.0,"requests_cut":2}"#
+        );
+        for phase in [
+            crate::drain::Phase::Running,
+            crate::drain::Phase::Stopping,
+            crate::drain::Phase::Draining,
+            crate::drain::Phase::Forcing,
+            crate::drain::Phase::Stopped,
+        ] {
+            let text = serde_json::to_string(&Phase::from(phase)).unwrap();
+            assert_eq!(text, format!("\"{}\"", phase.as_str()));
+        }
+    }
+
+    #[test]
+    fn values_outside_the_protocol_are_errors() {
+        let progress = r#"{"phase":"drainig","connections":1,"requests":1,"deadline_secs":1.0}"#;
+        assert!(serde_json::from_str::<Progress>(progress).is_err());
+        let exited = r#"{"outcome":"exploded","elapsed_secs":1.0,"requests_cut":0}"#;
+        assert!(serde_json::from_str::<Exited>(exited).is_err());
+        let last = r#"{"result":"maybe","generation":null,"error":null,"at":1.0}"#;
+        assert!(serde_json::from_str::<LastReload>(last).is_err());
     }
 }

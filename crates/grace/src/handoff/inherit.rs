@@ -133,7 +133,12 @@ impl Inherited {
         for (i, name) in parsed.names.into_iter().enumerate() {
             let fd = LISTEN_FDS_START + i as RawFd;
             let invalid = |why: String| ActivationError::InvalidDescriptor { fd, why };
-            let owned = sys::claim_inherited(fd).map_err(|e| invalid(format!("not open: {e}")))?;
+            let owned = sys::claim_inherited(fd).map_err(|e| {
+                invalid(match e.kind() {
+                    io::ErrorKind::AlreadyExists => e.to_string(),
+                    _ => format!("not open: {e}"),
+                })
+            })?;
             let addr = check_listening_tcp(&owned).map_err(invalid)?;
             sockets.push(Socket {
                 name,

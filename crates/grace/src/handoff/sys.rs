@@ -8,24 +8,47 @@ use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::sync::{Mutex, PoisonError};
 
 /// Takes ownership of `raw`, a descriptor this process inherited at exec,
 /// and marks it close-on-exec so that it leaks into no later child.
 ///
+/// Safe whatever number it is given, because ownership is checked rather
+/// than assumed: a descriptor that crossed exec has close-on-exec clear
+/// (else exec would have closed it), while every descriptor Rust code in
+/// this process opens (std, tokio, rustix, grace itself) has it set at
+/// creation, atomically, and claiming sets it. So a descriptor with the flag
+/// clear was inherited and is owned by nobody yet, and a number is claimed
+/// at most once. The standard streams, inherited too, belong to std.
+///
+/// The one way around it is foreign code that opens descriptors without
+/// close-on-exec: such a descriptor could be claimed. That code would leak
+/// it into every child, a bug of its own.
+///
 /// # Errors
-/// When `raw` is not an open descriptor.
+/// `EBADF` when `raw` is not open or is a standard stream;
+/// [`io::ErrorKind::AlreadyExists`] when something in this process owns it.
 pub(crate) fn claim_inherited(raw: RawFd) -> io::Result<OwnedFd> {
-    if raw < 0 {
+    // Two threads claiming the same number must not both see the flag clear.
+    static CLAIMING: Mutex<()> = Mutex::new(());
+    if raw <= libc::STDERR_FILENO {
         return Err(io::Error::from_raw_os_error(libc::EBADF));
     }
-    // SAFETY: `raw` is only borrowed for this one fcntl call, which fails with
+    let _claiming = CLAIMING.lock().unwrap_or_else(PoisonError::into_inner);
+    // SAFETY: `raw` is only borrowed for these fcntl calls, which fail with
     // EBADF instead of touching anything when the descriptor is not open.
     let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
-    rustix::io::fcntl_setfd(borrowed, rustix::io::FdFlags::CLOEXEC)?;
-    // SAFETY: the descriptor is open (fcntl succeeded), and it was handed to
-    // this process at exec by the socket-activation protocol: nothing else in
-    // the process knows its number, so ownership is ours alone. Callers claim
-    // each number once (the environment variables are cleared after reading).
+    let flags = rustix::io::fcntl_getfd(borrowed)?;
+    if flags.contains(rustix::io::FdFlags::CLOEXEC) {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "owned in this process already (close-on-exec is set): not an inherited descriptor",
+        ));
+    }
+    rustix::io::fcntl_setfd(borrowed, flags | rustix::io::FdFlags::CLOEXEC)?;
+    // SAFETY: the descriptor is open (fcntl succeeded) and nothing in this
+    // process owns it: close-on-exec was clear, which no descriptor opened
+    // here has, and setting it under the lock makes any later claim fail.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
@@ -254,5 +277,44 @@ mod tests {
     fn claiming_a_closed_descriptor_fails() {
         assert!(claim_inherited(-1).is_err());
         assert!(claim_inherited(1_000_000).is_err());
+    }
+
+    /// Claims `raw` expecting a refusal; a wrongful success is forgotten, not
+    /// closed, so that the real owner's descriptor survives the failed test.
+    fn refused(raw: RawFd) -> io::Error {
+        match claim_inherited(raw) {
+            Ok(second_owner) => {
+                std::mem::forget(second_owner);
+                panic!("descriptor {raw} was claimed while something else owns it");
+            }
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn a_descriptor_this_process_opened_cannot_be_claimed() {
+        let file = std::fs::File::open("/dev/null").unwrap();
+        refused(file.as_raw_fd());
+        // The owner's descriptor still works.
+        rustix::fs::fstat(&file).unwrap();
+    }
+
+    #[test]
+    fn an_inherited_descriptor_is_claimed_once() {
+        // dup(2) leaves close-on-exec clear, as a descriptor that crossed
+        // exec has it.
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let inherited = std::os::fd::IntoRawFd::into_raw_fd(rustix::io::dup(&file).unwrap());
+        let owned = claim_inherited(inherited).unwrap();
+        let flags = rustix::io::fcntl_getfd(&owned).unwrap();
+        assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));
+        refused(inherited);
+    }
+
+    #[test]
+    fn the_standard_streams_are_never_claimed() {
+        for raw in 0..3 {
+            refused(raw);
+        }
     }
 }

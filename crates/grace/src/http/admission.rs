@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use super::log_limit::LogLimit;
+use crate::listener::ConnectionLimit;
+use crate::log_limit::LogLimit;
 
 /// Counts open connections against a limit shared by every listener of a
 /// server. Cheap to clone.
@@ -108,6 +109,18 @@ impl Admission {
                 "connection limit reached: not accepting until a connection closes; new ones wait in the backlog"
             );
         }
+    }
+}
+
+impl ConnectionLimit for Admission {
+    type Slot = Slot;
+
+    fn admit(&self, listener: &str) -> impl std::future::Future<Output = Slot> + Send {
+        Admission::admit(self, listener)
+    }
+
+    fn admit_now(&self) -> Slot {
+        Admission::admit_now(self)
     }
 }
 

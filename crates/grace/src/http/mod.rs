@@ -6,7 +6,6 @@ pub(crate) mod admission;
 mod conn;
 mod detect;
 mod limits;
-mod log_limit;
 mod quiet;
 mod reject;
 mod tracked;

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use http::StatusCode;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::log_limit::LogLimit;
+use crate::log_limit::LogLimit;
 use crate::metrics::RequestStats;
 
 /// hyper's bound on a URI, past which it answers `414` to a head that is

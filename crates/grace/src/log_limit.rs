@@ -1,5 +1,8 @@
 //! Logging events that repeat at a client's will (a full connection table,
-//! malformed requests) without letting any client fill the log.
+//! malformed requests, refused control peers) or at the system's (accept
+//! failing for want of descriptors) without letting them fill the log.
+//!
+//! Below both the listeners and HTTP, so each layer logs the same way.
 
 use std::sync::Mutex;
 use std::time::Duration;
