@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use grace::handoff::{Handoff, Inherited};
 use grace::signals::Signals;
-use grace::{DrainSettings, Lifecycle, Listener, Reloadable, Reloader, Shutdown};
+use grace::{DrainSettings, Lifecycle, Listener, Reloadable, Reloader, Shutdown, ShutdownTrigger};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -39,9 +39,11 @@ async fn serve(mut inherited: Inherited) -> Result<(), Box<dyn std::error::Error
     handoff.register(&listener)?;
     eprintln!("listening on {}", listener.local_addr());
 
-    let shutdown = Shutdown::new();
-    let accepting = shutdown.clone();
-    shutdown.spawn(async move {
+    // The lifecycle keeps the trigger; the accept loop and the connections
+    // only watch.
+    let trigger = ShutdownTrigger::new();
+    let accepting = trigger.watcher().clone();
+    trigger.watcher().spawn(async move {
         loop {
             tokio::select! {
                 // Dropping the listener at the drain closes our copy.
@@ -58,7 +60,7 @@ async fn serve(mut inherited: Inherited) -> Result<(), Box<dyn std::error::Error
 
     // Nothing to reload in an echo server: a unit configuration.
     let reloader = Reloader::new(Reloadable::new(()), || Ok::<_, grace::BoxError>(()));
-    let outcome = Lifecycle::new(reloader, shutdown, |_: &()| DrainSettings::default())
+    let outcome = Lifecycle::new(reloader, trigger, |_: &()| DrainSettings::default())
         .with_handoff(handoff)
         .run(signals)
         .await;

@@ -1,5 +1,12 @@
 //! Graceful shutdown: readiness, delay, drain, deadline and force.
 //!
+//! Ownership says who may do what. The [`ShutdownTrigger`] is not `Clone`:
+//! one owner (the [`Lifecycle`](crate::Lifecycle), or your `main`) decides
+//! when the shutdown begins and when it is forced. Everything that serves
+//! gets a [`Shutdown`], a watcher that can wait for the drain and keep work
+//! counted, but can neither start a drain nor force one: a request handler
+//! cannot take the whole process down.
+//!
 //! A [`Shutdown`] is shared by everything that serves: accept loops and
 //! connections are spawned on its [`TaskTracker`], requests are counted while
 //! in flight, and two [`CancellationToken`]s mark the two moments that matter:
@@ -35,7 +42,7 @@ use crate::metrics::requests::{shard, SHARDS};
 ///
 /// ```
 /// use std::time::Duration;
-/// use grace::{DrainSettings, Outcome, Shutdown};
+/// use grace::{DrainSettings, Outcome, ShutdownTrigger};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
@@ -45,8 +52,9 @@ use crate::metrics::requests::{shard, SHARDS};
 ///     timeout: Duration::from_secs(20),
 ///     ..DrainSettings::default()
 /// };
-/// let shutdown = Shutdown::new();
-/// shutdown.begin(settings);
+/// let trigger = ShutdownTrigger::new();
+/// let shutdown = trigger.watcher();
+/// trigger.begin(settings);
 /// assert_eq!(shutdown.settings(), Some(settings));
 /// // Nothing in flight: over right after the delay.
 /// let elapsed = Duration::from_secs(5);
@@ -86,14 +94,15 @@ impl Default for DrainSettings {
 ///
 /// ```
 /// use std::time::Duration;
-/// use grace::{DrainSettings, Phase, Shutdown};
+/// use grace::{DrainSettings, Phase, ShutdownTrigger};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
-/// let shutdown = Shutdown::new();
+/// let trigger = ShutdownTrigger::new();
+/// let shutdown = trigger.watcher();
 /// let mut phase = shutdown.watch_phase();
 /// assert_eq!(shutdown.phase(), Phase::Running);
-/// shutdown.begin(DrainSettings { delay: Duration::from_secs(1), ..Default::default() });
+/// trigger.begin(DrainSettings { delay: Duration::from_secs(1), ..Default::default() });
 /// assert_eq!(shutdown.phase(), Phase::Stopping);
 /// phase.wait_for(|p| *p >= Phase::Draining).await.unwrap();
 /// shutdown.wait().await;
@@ -144,15 +153,16 @@ impl Phase {
 ///
 /// ```
 /// use std::time::Duration;
-/// use grace::{DrainSettings, ForceReason, Outcome, Shutdown};
+/// use grace::{DrainSettings, ForceReason, Outcome, ShutdownTrigger};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
-/// let shutdown = Shutdown::new();
+/// let trigger = ShutdownTrigger::new();
+/// let shutdown = trigger.watcher();
 /// let request = shutdown.track_request();
 /// let stuck = shutdown.clone();
 /// shutdown.spawn(async move { stuck.forced().await; drop(request) }); // never ends on its own
-/// shutdown.begin(DrainSettings { timeout: Duration::from_secs(3), ..Default::default() });
+/// trigger.begin(DrainSettings { timeout: Duration::from_secs(3), ..Default::default() });
 /// let Outcome::Forced { reason, .. } = shutdown.wait().await else { panic!() };
 /// assert_eq!(reason, ForceReason::Deadline);
 /// assert_eq!(reason.to_string(), "shutdown deadline passed");
@@ -181,15 +191,16 @@ impl std::fmt::Display for ForceReason {
 ///
 /// ```
 /// use std::time::Duration;
-/// use grace::{ForceReason, Outcome, Shutdown};
+/// use grace::{ForceReason, Outcome, ShutdownTrigger};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
-/// let shutdown = Shutdown::new();
+/// let trigger = ShutdownTrigger::new();
+/// let shutdown = trigger.watcher();
 /// // A connection with a client waiting for its answer.
 /// let _connection = shutdown.track_connection();
 /// let _request = shutdown.track_request();
-/// shutdown.force(ForceReason::Requested); // a second SIGTERM, say
+/// trigger.force(ForceReason::Requested); // a second SIGTERM, say
 /// let outcome = shutdown.wait().await;
 /// assert!(!outcome.is_clean());
 /// assert_eq!(outcome, Outcome::Forced {
@@ -227,18 +238,38 @@ impl Outcome {
     }
 }
 
-/// Coordinates a graceful shutdown. Cheap to clone; all clones are one
-/// coordinator.
+/// Watches a graceful shutdown: what every service, accept loop and
+/// connection holds. Cheap to clone; all clones watch the one shutdown of
+/// their [`ShutdownTrigger`].
+///
+/// A watcher can wait for the drain ([`draining`](Self::draining)), for the
+/// force ([`forced`](Self::forced)) and for the end ([`wait`](Self::wait)),
+/// and keeps work counted ([`spawn`](Self::spawn),
+/// [`track_request`](Self::track_request)); it cannot start a drain or force
+/// one. Neither compiles:
+///
+/// ```compile_fail,E0599
+/// fn handler(shutdown: &grace::Shutdown) {
+///     shutdown.begin(grace::DrainSettings::default());
+/// }
+/// ```
+///
+/// ```compile_fail,E0599
+/// fn handler(shutdown: &grace::Shutdown) {
+///     shutdown.force(grace::ForceReason::Requested);
+/// }
+/// ```
 ///
 /// # Example
 ///
 /// ```
 /// use std::time::Duration;
-/// use grace::{DrainSettings, Outcome, Shutdown};
+/// use grace::{DrainSettings, Outcome, ShutdownTrigger};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
-/// let shutdown = Shutdown::new();
+/// let trigger = ShutdownTrigger::new();
+/// let shutdown = trigger.watcher();
 /// // A long request, tracked like a connection would be.
 /// let request = shutdown.track_request();
 /// shutdown.spawn(async move {
@@ -246,7 +277,7 @@ impl Outcome {
 ///     drop(request);
 /// });
 ///
-/// shutdown.begin(DrainSettings { timeout: Duration::from_secs(5), ..Default::default() });
+/// trigger.begin(DrainSettings { timeout: Duration::from_secs(5), ..Default::default() });
 /// assert!(!shutdown.is_ready());
 /// assert!(shutdown.wait().await.is_clean());
 /// # }
@@ -281,12 +312,6 @@ struct Inner {
     outcome: watch::Sender<Option<Outcome>>,
 }
 
-impl Default for Shutdown {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl std::fmt::Debug for Shutdown {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shutdown")
@@ -298,8 +323,9 @@ impl std::fmt::Debug for Shutdown {
 }
 
 impl Shutdown {
-    /// A coordinator in [`Phase::Running`].
-    pub fn new() -> Self {
+    /// A coordinator in [`Phase::Running`]; only a [`ShutdownTrigger`] makes
+    /// one outside tests.
+    pub(crate) fn new() -> Self {
         Shutdown {
             inner: Arc::new(Inner {
                 phase: AtomicU8::new(Phase::Running as u8),
@@ -459,6 +485,14 @@ impl Shutdown {
         }
     }
 
+    /// Resolves once the drain started and every listening socket counted
+    /// by [`track_listener`](Self::track_listener) is closed: from then on,
+    /// this process accepts nothing new.
+    pub(crate) async fn listeners_closed(&self) {
+        self.inner.drain.cancelled().await;
+        let _ = self.inner.listeners.subscribe().wait_for(|n| *n == 0).await;
+    }
+
     /// Counts one open listening socket until the guard is dropped: the drain
     /// is announced ("listeners closed") only once every one is closed.
     pub(crate) fn track_listener(&self) -> ListenerGuard {
@@ -491,64 +525,6 @@ impl Shutdown {
         RequestGuard {
             inner: self.inner.clone(),
         }
-    }
-
-    /// Starts a graceful shutdown with `settings`: readiness fails at once,
-    /// the drain starts after `settings.delay`, and whatever still runs
-    /// `settings.timeout` later is forced.
-    ///
-    /// Returns `false`, and changes nothing, when a shutdown already began.
-    /// Must be called within a tokio runtime: the sequence runs on a task of
-    /// its own; [`Shutdown::wait`] reports how it ended.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use grace::{DrainSettings, Shutdown};
-    ///
-    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-    /// # async fn main() {
-    /// let shutdown = Shutdown::new();
-    /// let settings = DrainSettings { delay: Duration::from_secs(2), ..Default::default() };
-    /// assert!(shutdown.begin(settings));
-    /// assert!(!shutdown.begin(DrainSettings::default())); // a second begin changes nothing
-    /// assert!(!shutdown.is_ready()); // readiness fails at once...
-    /// assert!(!shutdown.is_draining()); // ...listeners close after the delay
-    /// shutdown.draining().await;
-    /// assert!(shutdown.is_draining());
-    /// assert!(shutdown.wait().await.is_clean());
-    /// # }
-    /// ```
-    pub fn begin(&self, settings: DrainSettings) -> bool {
-        if self.inner.started.set(Instant::now()).is_err() {
-            return false;
-        }
-        let _ = self.inner.settings.set(settings);
-        self.set_phase(Phase::Stopping);
-        tracing::info!(
-            delay_ms = settings.delay.as_millis() as u64,
-            timeout_ms = settings.timeout.as_millis() as u64,
-            connections = self.connections(),
-            requests = self.requests(),
-            "shutdown started: readiness now fails"
-        );
-        let this = self.clone();
-        tokio::spawn(async move { this.run(settings).await });
-        true
-    }
-
-    /// Cuts remaining work now. Starts the shutdown first if it had not
-    /// begun (with no delay and no deadline of its own).
-    pub fn force(&self, reason: ForceReason) {
-        let _ = self.inner.force_reason.set(reason);
-        if !self.begin(DrainSettings {
-            delay: Duration::ZERO,
-            ..DrainSettings::default()
-        }) {
-            tracing::debug!("force requested during an ongoing shutdown");
-        }
-        self.inner.force.cancel();
     }
 
     /// Resolves with the outcome once the shutdown is over: all connections
@@ -653,6 +629,125 @@ impl Shutdown {
     }
 }
 
+/// Starts and forces the graceful shutdown its [`Shutdown`] watchers follow.
+///
+/// Deliberately not `Clone`: whoever owns the trigger (the
+/// [`Lifecycle`](crate::Lifecycle), or your `main`) is the one place a
+/// shutdown can come from. Services get a watcher
+/// ([`watcher`](Self::watcher)), which can wait for the drain but neither
+/// start nor force one. Not cloneable:
+///
+/// ```compile_fail,E0277
+/// fn shared<T: Clone>() {}
+/// shared::<grace::ShutdownTrigger>();
+/// ```
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use grace::{DrainSettings, ShutdownTrigger};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let trigger = ShutdownTrigger::new();
+/// let shutdown = trigger.watcher().clone(); // give this to the service
+/// // grace::serve(listeners, service, &shutdown).start();
+/// trigger.begin(DrainSettings::default()); // on SIGTERM, say
+/// assert!(shutdown.wait().await.is_clean());
+/// # }
+/// ```
+pub struct ShutdownTrigger {
+    shutdown: Shutdown,
+}
+
+impl Default for ShutdownTrigger {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for ShutdownTrigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ShutdownTrigger")
+            .field(&self.shutdown)
+            .finish()
+    }
+}
+
+impl ShutdownTrigger {
+    /// A trigger whose shutdown is in [`Phase::Running`].
+    pub fn new() -> Self {
+        ShutdownTrigger {
+            shutdown: Shutdown::new(),
+        }
+    }
+
+    /// The watcher to hand to everything that serves; clone it freely.
+    pub fn watcher(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    /// Starts a graceful shutdown with `settings`: readiness fails at once,
+    /// the drain starts after `settings.delay`, and whatever still runs
+    /// `settings.timeout` later is forced.
+    ///
+    /// Returns `false`, and changes nothing, when a shutdown already began.
+    /// Must be called within a tokio runtime: the sequence runs on a task of
+    /// its own; [`Shutdown::wait`] reports how it ended.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use grace::{DrainSettings, ShutdownTrigger};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let trigger = ShutdownTrigger::new();
+    /// let shutdown = trigger.watcher();
+    /// let settings = DrainSettings { delay: Duration::from_secs(2), ..Default::default() };
+    /// assert!(trigger.begin(settings));
+    /// assert!(!trigger.begin(DrainSettings::default())); // a second begin changes nothing
+    /// assert!(!shutdown.is_ready()); // readiness fails at once...
+    /// assert!(!shutdown.is_draining()); // ...listeners close after the delay
+    /// shutdown.draining().await;
+    /// assert!(shutdown.is_draining());
+    /// assert!(shutdown.wait().await.is_clean());
+    /// # }
+    /// ```
+    pub fn begin(&self, settings: DrainSettings) -> bool {
+        let shutdown = &self.shutdown;
+        if shutdown.inner.started.set(Instant::now()).is_err() {
+            return false;
+        }
+        let _ = shutdown.inner.settings.set(settings);
+        shutdown.set_phase(Phase::Stopping);
+        tracing::info!(
+            delay_ms = settings.delay.as_millis() as u64,
+            timeout_ms = settings.timeout.as_millis() as u64,
+            connections = shutdown.connections(),
+            requests = shutdown.requests(),
+            "shutdown started: readiness now fails"
+        );
+        tokio::spawn(shutdown.clone().run(settings));
+        true
+    }
+
+    /// Cuts remaining work now. Starts the shutdown first if it had not
+    /// begun (with no delay and no deadline of its own).
+    pub fn force(&self, reason: ForceReason) {
+        let _ = self.shutdown.inner.force_reason.set(reason);
+        if !self.begin(DrainSettings {
+            delay: Duration::ZERO,
+            ..DrainSettings::default()
+        }) {
+            tracing::debug!("force requested during an ongoing shutdown");
+        }
+        self.shutdown.inner.force.cancel();
+    }
+}
+
 /// Keeps a connection counted; see [`Shutdown::track_connection`].
 ///
 /// For services with their own accept loop: [`serve`](crate::serve) counts
@@ -661,9 +756,10 @@ impl Shutdown {
 /// # Example
 ///
 /// ```
-/// use grace::Shutdown;
+/// use grace::ShutdownTrigger;
 ///
-/// let shutdown = Shutdown::new();
+/// let trigger = ShutdownTrigger::new();
+/// let shutdown = trigger.watcher();
 /// let guard = shutdown.track_connection();
 /// assert_eq!(shutdown.connections(), 1);
 /// drop(guard); // the connection closed
@@ -699,9 +795,10 @@ impl Drop for ListenerGuard {
 /// # Example
 ///
 /// ```
-/// use grace::Shutdown;
+/// use grace::ShutdownTrigger;
 ///
-/// let shutdown = Shutdown::new();
+/// let trigger = ShutdownTrigger::new();
+/// let shutdown = trigger.watcher();
 /// {
 ///     let _request = shutdown.track_request();
 ///     assert_eq!(shutdown.requests(), 1);
@@ -741,9 +838,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn empty_drain_finishes_after_the_delay() {
-        let shutdown = Shutdown::new();
-        assert!(shutdown.begin(settings(3, 30)));
-        assert!(!shutdown.begin(settings(0, 0)), "second begin is refused");
+        let trigger = ShutdownTrigger::new();
+        let shutdown = trigger.watcher();
+        assert!(trigger.begin(settings(3, 30)));
+        assert!(!trigger.begin(settings(0, 0)), "second begin is refused");
         assert_eq!(shutdown.phase(), Phase::Stopping);
         let Outcome::Drained { elapsed } = shutdown.wait().await else {
             panic!("expected a clean drain");
@@ -754,13 +852,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn exits_when_the_last_task_ends_not_on_a_timer() {
-        let shutdown = Shutdown::new();
+        let trigger = ShutdownTrigger::new();
+        let shutdown = trigger.watcher();
         let s = shutdown.clone();
         shutdown.tracker().spawn(async move {
             s.draining().await;
             tokio::time::sleep(Duration::from_millis(1234)).await;
         });
-        shutdown.begin(settings(0, 30));
+        trigger.begin(settings(0, 30));
         let outcome = shutdown.wait().await;
         assert_eq!(
             outcome,
@@ -772,7 +871,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn deadline_forces_and_counts_what_was_cut() {
-        let shutdown = Shutdown::new();
+        let trigger = ShutdownTrigger::new();
+        let shutdown = trigger.watcher();
         let s = shutdown.clone();
         shutdown.tracker().spawn(async move {
             let _conn = s.track_connection();
@@ -780,7 +880,7 @@ mod tests {
             s.forced().await;
         });
         tokio::task::yield_now().await;
-        shutdown.begin(settings(1, 5));
+        trigger.begin(settings(1, 5));
         let outcome = shutdown.wait().await;
         assert_eq!(
             outcome,
@@ -796,12 +896,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn force_during_the_delay_skips_it() {
-        let shutdown = Shutdown::new();
+        let trigger = ShutdownTrigger::new();
+        let shutdown = trigger.watcher();
         let s = shutdown.clone();
         shutdown.tracker().spawn(async move { s.forced().await });
-        shutdown.begin(settings(60, 60));
+        trigger.begin(settings(60, 60));
         tokio::time::sleep(Duration::from_secs(1)).await;
-        shutdown.force(ForceReason::Requested);
+        trigger.force(ForceReason::Requested);
         let Outcome::Forced {
             reason, elapsed, ..
         } = shutdown.wait().await

@@ -35,7 +35,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// # Example
 ///
 /// ```
-/// use grace::{Reloadable, Reloader, ReloadError};
+/// use grace::{DrainSettings, Lifecycle, Reloadable, Reloader, ReloadError, ShutdownTrigger};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -45,7 +45,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///     Err(ReloadError::Load(e)) => assert_eq!(e.to_string(), "line 3: expected a number"),
 ///     other => panic!("expected a rejected load, got {other:?}"),
 /// }
-/// reloader.close(); // shutting down: later reloads are refused
+/// let drain = |_: &u32| DrainSettings::default();
+/// let controller = Lifecycle::new(reloader.clone(), ShutdownTrigger::new(), drain).controller();
+/// controller.stop(); // shutting down: later reloads are refused
 /// assert!(matches!(reloader.reload().await, Err(ReloadError::ShuttingDown)));
 /// # }
 /// ```

@@ -50,11 +50,20 @@
 //!
 //! * [`Reloadable`]: a lock-free, atomically swapped configuration with
 //!   generations; [`Reloader`]: load, validate, swap, with verdicts.
-//! * [`Shutdown`]: readiness, delay, drain, deadline, force.
+//! * [`ShutdownTrigger`] and [`Shutdown`]: readiness, delay, drain,
+//!   deadline, force. The trigger is not `Clone` and alone begins or forces
+//!   the drain; the [`Lifecycle`] owns it. Services get the [`Shutdown`]
+//!   watcher, which waits for the drain but cannot start or force one.
 //! * [`serve`] / `serve_tower`: HTTP/1.1 and h2c under those drain rules,
 //!   and over TLS with certificate hot reload (`tls`, feature `tls`).
-//! * [`handoff`]: zero-downtime upgrade and systemd socket activation.
+//! * [`Handoff`] and [`Listener`] (also for non-HTTP services), and
+//!   [`handoff`]: zero-downtime upgrade and systemd socket activation.
 //! * [`signals`], [`Lifecycle`]: signals in, lifecycle events out.
+//!
+//! Everything a service needs is at the root; the modules hold the
+//! advanced pieces, named for what they do: [`reload`], [`handoff`],
+//! [`signals`], [`http`], [`metrics`], [`pidfile`], and per feature `notify`,
+//! `watch`, `control`, `tls`.
 //! * `notify` (feature `systemd`), `watch` (feature `watch`).
 //! * [`health`]: `/healthz` and `/readyz` as the binary answers them, as a
 //!   plain function for hyper and a tower layer for axum.
@@ -97,16 +106,16 @@
 // `unsafe` is allowed in one module only: handoff::sys.
 #![deny(unsafe_code)]
 
-pub mod config;
+mod config;
 #[cfg(feature = "control")]
 pub mod control;
-pub mod drain;
+mod drain;
 mod error;
 pub mod handoff;
 pub mod health;
 pub mod http;
-pub mod lifecycle;
-pub mod listener;
+mod lifecycle;
+mod listener;
 mod log_limit;
 pub mod metrics;
 #[cfg(feature = "systemd")]
@@ -123,12 +132,16 @@ pub mod tls;
 pub mod watch;
 
 pub use config::{Reloadable, Snapshot, SnapshotRef};
-pub use drain::{DrainSettings, ForceReason, Outcome, Phase, Shutdown};
+pub use drain::{
+    ConnectionGuard, DrainSettings, ForceReason, Outcome, Phase, RequestGuard, Shutdown,
+    ShutdownTrigger,
+};
 pub use error::{BindError, BoxError, ReloadError};
+pub use handoff::Handoff;
 #[cfg(feature = "tower")]
 pub use http::serve_tower;
 pub use http::{serve, Limits, Running, Serve};
 pub use lifecycle::{Controller, Lifecycle};
 pub use listener::Listener;
-pub use reload::{ReloadEvent, Reloader, Ticket, Verdict};
+pub use reload::{Reloader, Verdict};
 pub use server::{Server, StartError, Started};

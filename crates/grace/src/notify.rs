@@ -17,6 +17,33 @@
 //! cannot reach abstract sockets (`NOTIFY_SOCKET=@name`), which systemd uses
 //! in containers. `NOTIFY_SOCKET` is left in the environment: the new process
 //! of an upgrade needs it too.
+//!
+//! # Example
+//!
+//! ```
+//! use std::{os::unix::net::UnixDatagram, sync::Arc};
+//! use grace::notify::Notifier;
+//! use grace::{DrainSettings, Lifecycle, Reloadable, Reloader, ShutdownTrigger};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let path = std::env::temp_dir().join(format!("grace-doc-{}.sock", std::process::id()));
+//! let systemd = UnixDatagram::bind(&path)?; // stands in for the service manager
+//! std::env::set_var("NOTIFY_SOCKET", &path);
+//! let notifier = Arc::new(Notifier::from_env()?.expect("NOTIFY_SOCKET is set"));
+//! let reloader = Reloader::new(Reloadable::new(1u32), || Ok::<_, grace::BoxError>(2u32));
+//! let drain = |_: &u32| DrainSettings::default();
+//! let lifecycle = Lifecycle::new(reloader, ShutdownTrigger::new(), drain).with_notifier(notifier);
+//!
+//! lifecycle.controller().reload().await?;
+//! let mut buf = [0; 256];
+//! let n = systemd.recv(&mut buf)?;
+//! assert!(buf[..n].starts_with(b"RELOADING=1\nMONOTONIC_USEC="));
+//! let n = systemd.recv(&mut buf)?;
+//! assert_eq!(&buf[..n], b"READY=1\nSTATUS=serving generation 2\n");
+//! # std::fs::remove_file(&path)?;
+//! # Ok(()) }
+//! ```
 
 use std::io;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -91,7 +118,7 @@ impl Notifier {
     /// Sends one datagram of `KEY=value` lines. Failures are logged once and
     /// otherwise ignored: a service manager that went away must not take the
     /// server with it.
-    pub fn send(&self, message: &str) {
+    fn send(&self, message: &str) {
         if self.silenced.load(Ordering::Relaxed) {
             return;
         }
@@ -117,7 +144,7 @@ impl Notifier {
     }
 
     /// A reload starts.
-    pub fn reloading(&self) {
+    pub(crate) fn reloading(&self) {
         self.send(&format!(
             "RELOADING=1\nMONOTONIC_USEC={}\n",
             monotonic_usec()
@@ -125,7 +152,7 @@ impl Notifier {
     }
 
     /// Stops all further messages: another process is the main one now.
-    pub fn silence(&self) {
+    pub(crate) fn silence(&self) {
         self.silenced.store(true, Ordering::Relaxed);
     }
 }
@@ -139,8 +166,8 @@ fn monotonic_usec() -> u128 {
 /// The watchdog interval systemd asks for (`WATCHDOG_USEC`), if it asks us
 /// (`WATCHDOG_PID` unset or ours).
 ///
-/// [`attach`] pings at half of it; call this only to report it, or to ping
-/// from somewhere else.
+/// A [`Lifecycle`](crate::Lifecycle) with a notifier pings at half of it;
+/// call this to report it.
 ///
 /// # Example
 ///
@@ -165,38 +192,13 @@ pub fn watchdog_interval() -> Option<Duration> {
 }
 
 /// Reports reloads, the shutdown and watchdog pings of this process to
-/// `notifier`. `status` describes the serving state after a reload (it gets
-/// the reloader's current generation).
+/// `notifier`: what [`Lifecycle::with_notifier`](crate::Lifecycle::with_notifier)
+/// sets up. A status line after a reload names the reloader's current
+/// generation.
 ///
 /// # Panics
 /// Outside a tokio runtime.
-///
-/// # Example
-///
-/// ```
-/// use std::{os::unix::net::UnixDatagram, sync::Arc};
-/// use grace::notify::{attach, Notifier};
-/// use grace::{Reloadable, Reloader, Shutdown};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let path = std::env::temp_dir().join(format!("grace-doc-{}.sock", std::process::id()));
-/// let systemd = UnixDatagram::bind(&path)?; // stands in for the service manager
-/// std::env::set_var("NOTIFY_SOCKET", &path);
-/// let notifier = Arc::new(Notifier::from_env()?.expect("NOTIFY_SOCKET is set"));
-/// let reloader = Reloader::new(Reloadable::new(1u32), || Ok::<_, grace::BoxError>(2u32));
-/// attach(notifier, &reloader, &Shutdown::new());
-///
-/// reloader.reload().await?;
-/// let mut buf = [0; 256];
-/// let n = systemd.recv(&mut buf)?;
-/// assert!(buf[..n].starts_with(b"RELOADING=1\nMONOTONIC_USEC="));
-/// let n = systemd.recv(&mut buf)?;
-/// assert_eq!(&buf[..n], b"READY=1\nSTATUS=serving generation 2\n");
-/// # std::fs::remove_file(&path)?;
-/// # Ok(()) }
-/// ```
-pub fn attach<T: Send + Sync + 'static>(
+pub(crate) fn attach<T: Send + Sync + 'static>(
     notifier: Arc<Notifier>,
     reloader: &Reloader<T>,
     shutdown: &Shutdown,

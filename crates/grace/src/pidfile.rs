@@ -23,7 +23,7 @@
 //! holds its own and drains, and from the moment the old one writes the new
 //! pid into the pid file, that pid checks out.
 //!
-//! A server starting afresh ([`PidFile::claim`]) first locks the whole range:
+//! A server starting afresh first locks the whole range:
 //! that fails while any grace holds a byte, which is how a second server on
 //! the same pid file refuses to start ([`PidFileError::InUse`]), even when
 //! two start at the same instant.
@@ -120,22 +120,8 @@ pub fn lock_path(pid_file: &Path) -> PathBuf {
 ///
 /// One per path and process: record locks belong to the process, and closing
 /// any descriptor of the lock file releases them.
-///
-/// # Example
-///
-/// ```
-/// use grace::pidfile::{self, PidFile};
-///
-/// let path = std::env::temp_dir().join(format!("grace-doc-{}.pid", std::process::id()));
-/// let pid_file = PidFile::create(&path)?;
-/// assert_eq!(pidfile::read(pid_file.path())?, std::process::id());
-/// drop(pid_file); // at exit: still ours, so removed
-/// assert!(!path.exists());
-/// assert!(!pidfile::lock_path(&path).exists());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Debug)]
-pub struct PidFile {
+pub(crate) struct PidFile {
     path: PathBuf,
     pid: u32,
     // Holds our record lock: closing it would release the lock.
@@ -151,7 +137,7 @@ impl PidFile {
     /// # Errors
     /// [`PidFileError::InUse`] while a live grace owns the pid file,
     /// [`PidFileError::Write`] when the lock file cannot be created.
-    pub fn claim(path: impl Into<PathBuf>) -> Result<PidFile, PidFileError> {
+    pub(crate) fn claim(path: impl Into<PathBuf>) -> Result<PidFile, PidFileError> {
         let path = path.into();
         let pid = std::process::id();
         let lock = lock_owned(&path, Claim::Afresh)?;
@@ -163,7 +149,8 @@ impl PidFile {
     ///
     /// # Errors
     /// As those two.
-    pub fn create(path: impl Into<PathBuf>) -> Result<PidFile, PidFileError> {
+    #[cfg(test)]
+    fn create(path: impl Into<PathBuf>) -> Result<PidFile, PidFileError> {
         let file = PidFile::claim(path)?;
         file.write()?;
         Ok(file)
@@ -173,7 +160,7 @@ impl PidFile {
     ///
     /// # Errors
     /// [`PidFileError::Write`] when the directory is not writable.
-    pub fn write(&self) -> Result<(), PidFileError> {
+    pub(crate) fn write(&self) -> Result<(), PidFileError> {
         write_atomically(&self.path, self.pid).map_err(|source| PidFileError::Write {
             path: self.path.clone(),
             source,
@@ -186,7 +173,7 @@ impl PidFile {
     ///
     /// # Errors
     /// [`PidFileError::Write`] when the lock file cannot be opened or locked.
-    pub fn adopt(path: impl Into<PathBuf>) -> Result<PidFile, PidFileError> {
+    pub(crate) fn adopt(path: impl Into<PathBuf>) -> Result<PidFile, PidFileError> {
         let path = path.into();
         let pid = std::process::id();
         let lock = lock_owned(&path, Claim::Adopt)?;
@@ -194,7 +181,8 @@ impl PidFile {
     }
 
     /// Where it is.
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    fn path(&self) -> &Path {
         &self.path
     }
 }
@@ -380,21 +368,7 @@ pub fn owner(path: &Path) -> Result<u32, PidFileError> {
 ///
 /// # Errors
 /// When the temporary file cannot be written or renamed.
-///
-/// # Example
-///
-/// ```
-/// use grace::pidfile::{self, PidFile};
-///
-/// let path = std::env::temp_dir().join(format!("grace-doc-{}.pid", std::process::id()));
-/// let ours = PidFile::create(&path)?;
-/// pidfile::write_atomically(&path, 4242)?; // a successor took over
-/// drop(ours); // names another process now: left alone
-/// assert_eq!(pidfile::read(&path)?, 4242);
-/// # std::fs::remove_file(&path)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn write_atomically(path: &Path, pid: u32) -> io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, pid: u32) -> io::Result<()> {
     write_text_atomically(path, &format!("{pid}\n"))
 }
 
@@ -403,18 +377,7 @@ pub fn write_atomically(path: &Path, pid: u32) -> io::Result<()> {
 ///
 /// # Errors
 /// When the temporary file cannot be written or renamed.
-///
-/// # Example
-///
-/// ```
-/// let path = std::env::temp_dir().join(format!("grace-doc-{}.txt", std::process::id()));
-/// grace::pidfile::write_text_atomically(&path, "old\n")?;
-/// grace::pidfile::write_text_atomically(&path, "new\n")?; // readers see old or new, whole
-/// assert_eq!(std::fs::read_to_string(&path)?, "new\n");
-/// # std::fs::remove_file(&path)?;
-/// # Ok::<(), std::io::Error>(())
-/// ```
-pub fn write_text_atomically(path: &Path, text: &str) -> io::Result<()> {
+pub(crate) fn write_text_atomically(path: &Path, text: &str) -> io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     let file_name = path
         .file_name()
@@ -493,6 +456,39 @@ pub fn read(path: &Path) -> io::Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("grace-unit-{}-{name}", std::process::id()))
+    }
+
+    #[test]
+    fn an_owned_pid_file_is_removed_at_drop_with_its_lock() {
+        let path = temp("owned.pid");
+        let pid_file = PidFile::create(&path).unwrap();
+        assert_eq!(read(pid_file.path()).unwrap(), std::process::id());
+        drop(pid_file); // at exit: still ours, so removed
+        assert!(!path.exists());
+        assert!(!lock_path(&path).exists());
+    }
+
+    #[test]
+    fn a_pid_file_a_successor_rewrote_is_left_alone() {
+        let path = temp("successor.pid");
+        let ours = PidFile::create(&path).unwrap();
+        write_atomically(&path, 4242).unwrap(); // a successor took over
+        drop(ours); // names another process now: left alone
+        assert_eq!(read(&path).unwrap(), 4242);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn text_is_replaced_whole() {
+        let path = temp("text.txt");
+        write_text_atomically(&path, "old\n").unwrap();
+        write_text_atomically(&path, "new\n").unwrap(); // readers see old or new, whole
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+        std::fs::remove_file(&path).unwrap();
+    }
 
     #[test]
     fn written_read_and_removed_by_its_owner_only() {

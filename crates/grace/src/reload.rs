@@ -132,7 +132,8 @@ type PrepareFn<T> = dyn Fn(&T, &T) -> Result<Option<Commit>, BoxError> + Send + 
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
-/// use grace::{ReloadEvent, Reloadable, Reloader};
+/// use grace::reload::ReloadEvent;
+/// use grace::{Reloadable, Reloader};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -427,7 +428,7 @@ impl<T: Send + Sync + 'static> Reloader<T> {
 
     /// Refuses further reloads (during shutdown). Pending and later requests
     /// get [`ReloadError::ShuttingDown`]; a load already running finishes.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.wake.notify_one();
     }

@@ -151,14 +151,15 @@ impl std::fmt::Display for Signal {
 ///
 /// ```
 /// use grace::signals::Event;
-/// use grace::{DrainSettings, Lifecycle, Reloadable, Reloader, Shutdown};
+/// use grace::{DrainSettings, Lifecycle, Reloadable, Reloader, ShutdownTrigger};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// let reloader = Reloader::new(Reloadable::new(()), || Ok::<_, grace::BoxError>(()));
-/// let shutdown = Shutdown::new();
+/// let trigger = ShutdownTrigger::new();
+/// let shutdown = trigger.watcher().clone();
 /// let drain = |_: &()| DrainSettings::default();
-/// let lifecycle = Lifecycle::new(reloader, shutdown.clone(), drain);
+/// let lifecycle = Lifecycle::new(reloader, trigger, drain);
 /// lifecycle.handle(Event::Shutdown, "test"); // as SIGTERM would
 /// assert!(shutdown.is_shutting_down());
 /// assert!(shutdown.wait().await.is_clean());

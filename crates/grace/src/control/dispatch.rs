@@ -274,7 +274,7 @@ mod tests {
     use super::*;
     use crate::config::Reloadable;
     use crate::control::protocol::{Line, Phase};
-    use crate::drain::{DrainSettings, Shutdown};
+    use crate::drain::{DrainSettings, ShutdownTrigger};
     use crate::error::BoxError;
     use crate::lifecycle::Lifecycle;
     use crate::reload::Reloader;
@@ -282,7 +282,7 @@ mod tests {
     /// Handlers for a server whose reloads load `next`.
     fn handlers(next: Result<u32, &'static str>) -> Handlers<u32> {
         let reloader = Reloader::new(Reloadable::new(1u32), move || next.map_err(BoxError::from));
-        let lifecycle = Lifecycle::new(reloader, Shutdown::new(), |_: &u32| {
+        let lifecycle = Lifecycle::new(reloader, ShutdownTrigger::new(), |_: &u32| {
             DrainSettings::default()
         });
         let info = ServerInfo::new(Some("app.toml".into())).with_certificates(|| {

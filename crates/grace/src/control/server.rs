@@ -33,13 +33,13 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// use std::time::Duration;
 /// use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 /// use grace::control::{BindMode, ControlServer, ControlSocket, ServerInfo};
-/// use grace::{DrainSettings, Lifecycle, Reloadable, Reloader, Shutdown};
+/// use grace::{DrainSettings, Lifecycle, Reloadable, Reloader, ShutdownTrigger};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let reloader = Reloader::new(Reloadable::new(1u32), || Ok::<_, grace::BoxError>(2u32));
 /// let drain = |_: &u32| DrainSettings::default();
-/// let lifecycle = Lifecycle::new(reloader, Shutdown::new(), drain);
+/// let lifecycle = Lifecycle::new(reloader, ShutdownTrigger::new(), drain);
 /// let path = std::env::temp_dir().join(format!("grace-doc-{}.ctl", std::process::id()));
 /// let socket = ControlSocket::bind(&path, BindMode::Exclusive)?;
 /// let server = ControlServer::start(socket, lifecycle.controller(), ServerInfo::new(None))?;

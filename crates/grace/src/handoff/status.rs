@@ -65,7 +65,7 @@ pub struct UpgradeStatus {
 /// ```
 /// use std::sync::Arc;
 /// use grace::handoff::{read_status, status_path, Handoff, UpgradeStatus};
-/// use grace::{DrainSettings, Lifecycle, Reloadable, Reloader, Shutdown};
+/// use grace::{DrainSettings, Lifecycle, Reloadable, Reloader, ShutdownTrigger};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {
@@ -75,7 +75,7 @@ pub struct UpgradeStatus {
 ///
 /// let handoff = Arc::new(Handoff::from_current_process()?.pid_file(&pid_file));
 /// let reloader = Reloader::new(Reloadable::new(()), || Ok::<_, grace::BoxError>(()));
-/// let lifecycle = Lifecycle::new(reloader, Shutdown::new(), |_: &()| DrainSettings::default())
+/// let lifecycle = Lifecycle::new(reloader, ShutdownTrigger::new(), |_: &()| DrainSettings::default())
 ///     .with_handoff(handoff);
 /// let controller = lifecycle.controller();
 /// controller.stop();

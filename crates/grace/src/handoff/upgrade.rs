@@ -29,13 +29,13 @@ use crate::listener::Listener;
 /// ```
 /// use std::sync::Arc;
 /// use grace::handoff::{Handoff, UpgradeError};
-/// use grace::{DrainSettings, Lifecycle, Reloadable, Reloader, Shutdown};
+/// use grace::{DrainSettings, Lifecycle, Reloadable, Reloader, ShutdownTrigger};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {
 /// let handoff = Arc::new(Handoff::from_current_process()?);
 /// let reloader = Reloader::new(Reloadable::new(()), || Ok::<_, grace::BoxError>(()));
-/// let lifecycle = Lifecycle::new(reloader, Shutdown::new(), |_: &()| DrainSettings::default())
+/// let lifecycle = Lifecycle::new(reloader, ShutdownTrigger::new(), |_: &()| DrainSettings::default())
 ///     .with_handoff(handoff.clone());
 /// let controller = lifecycle.controller();
 /// controller.stop();
@@ -102,14 +102,14 @@ fn humanize(d: Duration) -> String {
 ///
 /// ```no_run
 /// use grace::handoff::{Handoff, Upgraded};
-/// use grace::{DrainSettings, Shutdown};
+/// use grace::{DrainSettings, ShutdownTrigger};
 ///
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let handoff = Handoff::from_current_process()?;
-/// # let shutdown = Shutdown::new();
-/// let Upgraded { pid, elapsed } = handoff.upgrade(&shutdown).await?;
+/// # let trigger = ShutdownTrigger::new();
+/// let Upgraded { pid, elapsed } = handoff.upgrade(trigger.watcher()).await?;
 /// println!("pid {pid} ready after {elapsed:?}; draining");
-/// shutdown.begin(DrainSettings::default());
+/// trigger.begin(DrainSettings::default());
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,28 +305,37 @@ impl Handoff {
     ///
     /// ```no_run
     /// use std::sync::Arc;
-    /// use grace::{handoff::Handoff, DrainSettings, Listener, Shutdown};
+    /// use grace::{handoff::Handoff, DrainSettings, Listener, ShutdownTrigger};
     ///
     /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let listener = Listener::bind("127.0.0.1:8080".parse()?)?;
     /// let handoff = Arc::new(Handoff::from_current_process()?);
     /// handoff.register(&listener)?;
-    /// let shutdown = Shutdown::new();
+    /// let trigger = ShutdownTrigger::new();
+    /// let shutdown = trigger.watcher().clone();
     /// let ours = handoff.clone();
     /// shutdown.on_drain(move || ours.release()); // or the listeners never close
     /// // grace::serve(vec![listener], service, &shutdown).start();
     /// match handoff.upgrade(&shutdown).await {
     ///     Ok(up) => {
     ///         println!("pid {} serves; draining", up.pid);
-    ///         shutdown.begin(DrainSettings::default()); // no delay: the new one serves
+    ///         trigger.begin(DrainSettings::default()); // no delay: the new one serves
     ///     }
     ///     Err(e) => eprintln!("upgrade failed, serving on: {e}"),
     /// }
     /// # Ok(()) }
     /// ```
     pub async fn upgrade(&self, shutdown: &Shutdown) -> Result<Upgraded, UpgradeError> {
+        let result = self.start_new(shutdown).await;
+        self.record(result)
+    }
+
+    /// [`upgrade`](Self::upgrade) without recording the verdict: the
+    /// [`Lifecycle`](crate::Lifecycle) records a success only once this
+    /// process stopped listening.
+    pub(crate) async fn start_new(&self, shutdown: &Shutdown) -> Result<Upgraded, UpgradeError> {
         let Some(_in_progress) = InProgress::claim(&self.in_progress) else {
-            return self.record(Err(UpgradeError::InProgress));
+            return Err(UpgradeError::InProgress);
         };
         let result = self.run(shutdown).await;
         if let (Ok(up), Some(pid_file)) = (&result, &self.pid_file) {
@@ -334,7 +343,7 @@ impl Handoff {
                 tracing::error!(pid_file = %pid_file.display(), "cannot rewrite the pid file: {e}");
             }
         }
-        self.record(result)
+        result
     }
 
     /// Upgrades that handed over to a ready new process.
@@ -358,7 +367,10 @@ impl Handoff {
 
     /// Counts the verdict, and writes it next to the pid file for
     /// `grace upgrade` to read.
-    fn record(&self, result: Result<Upgraded, UpgradeError>) -> Result<Upgraded, UpgradeError> {
+    pub(crate) fn record(
+        &self,
+        result: Result<Upgraded, UpgradeError>,
+    ) -> Result<Upgraded, UpgradeError> {
         let up = result.map_err(|e| self.record_failure(e))?;
         self.succeeded.fetch_add(1, Ordering::Relaxed);
         if let Some(pid_file) = &self.pid_file {
@@ -654,13 +666,14 @@ pub(crate) mod tests {
         let handoff = Handoff::from_current_process()
             .unwrap()
             .command("/bin/sh", &["sh", "-c", "sleep 30"]);
-        let shutdown = Shutdown::new();
+        let trigger = crate::drain::ShutdownTrigger::new();
+        let shutdown = trigger.watcher();
         let cancelled =
-            tokio::time::timeout(Duration::from_millis(200), handoff.upgrade(&shutdown)).await;
+            tokio::time::timeout(Duration::from_millis(200), handoff.upgrade(shutdown)).await;
         assert!(cancelled.is_err(), "the child never reports ready");
 
         let handoff = handoff.command("/bin/sh", &["sh", "-c", READY_AT_ONCE]);
-        let up = handoff.upgrade(&shutdown).await;
+        let up = handoff.upgrade(shutdown).await;
         assert!(up.is_ok(), "{up:?}");
     }
 

@@ -41,7 +41,7 @@ pub use limits::Limits;
 ///
 /// # Return value
 /// Awaiting resolves with the [`Outcome`] once a shutdown began (by
-/// [`Shutdown::begin`], usually from a signal) and every connection is done,
+/// [`ShutdownTrigger::begin`](crate::ShutdownTrigger::begin), usually from a signal) and every connection is done,
 /// or was cut at the deadline.
 ///
 /// # Example
@@ -51,11 +51,12 @@ pub use limits::Limits;
 /// use bytes::Bytes;
 /// use http_body_util::Full;
 /// use hyper::{Request, Response, body::Incoming, service::service_fn};
-/// use grace::{Listener, Shutdown};
+/// use grace::{Listener, ShutdownTrigger};
 ///
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let listener = Listener::bind("127.0.0.1:8080".parse()?)?;
-/// let shutdown = Shutdown::new();
+/// let trigger = ShutdownTrigger::new();
+/// let shutdown = trigger.watcher().clone();
 /// let hello = service_fn(|_req: Request<Incoming>| async {
 ///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello"))))
 /// });
@@ -86,11 +87,12 @@ where
 /// # Example
 ///
 /// ```no_run
-/// use grace::{Listener, Shutdown};
+/// use grace::{Listener, ShutdownTrigger};
 ///
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # fn router() -> axum::Router { axum::Router::new() }
-/// let shutdown = Shutdown::new();
+/// let trigger = ShutdownTrigger::new();
+/// let shutdown = trigger.watcher().clone();
 /// let listener = Listener::bind("127.0.0.1:8080".parse()?)?;
 /// let outcome = grace::serve_tower(vec![listener], router(), &shutdown).await;
 /// # Ok(()) }
@@ -129,11 +131,12 @@ where
 /// use bytes::Bytes;
 /// use http_body_util::Full;
 /// use hyper::{body::Incoming, service::service_fn, Request, Response};
-/// use grace::{DrainSettings, Limits, Listener, Shutdown};
+/// use grace::{DrainSettings, Limits, Listener, ShutdownTrigger};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let shutdown = Shutdown::new();
+/// let trigger = ShutdownTrigger::new();
+/// let shutdown = trigger.watcher().clone();
 /// let hello = service_fn(|_req: Request<Incoming>| async {
 ///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello"))))
 /// });
@@ -145,7 +148,7 @@ where
 ///     .start();
 /// assert_eq!(running.limits().max_connections, 100);
 ///
-/// shutdown.begin(DrainSettings::default());
+/// trigger.begin(DrainSettings::default());
 /// assert!(shutdown.wait().await.is_clean());
 /// # Ok(()) }
 /// ```
@@ -279,11 +282,12 @@ where
 /// use bytes::Bytes;
 /// use http_body_util::Full;
 /// use hyper::{body::Incoming, service::service_fn, Request, Response};
-/// use grace::{Listener, Shutdown};
+/// use grace::{Listener, ShutdownTrigger};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let shutdown = Shutdown::new();
+/// let trigger = ShutdownTrigger::new();
+/// let shutdown = trigger.watcher().clone();
 /// let hello = service_fn(|_req: Request<Incoming>| async {
 ///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello"))))
 /// });

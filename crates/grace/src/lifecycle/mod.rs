@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio_util::task::TaskTracker;
 
-use crate::drain::{DrainSettings, ForceReason, Outcome, Shutdown};
+use crate::drain::{DrainSettings, ForceReason, Outcome, Shutdown, ShutdownTrigger};
 use crate::error::ReloadError;
 use crate::handoff::{Handoff, UpgradeError, Upgraded};
 #[cfg(feature = "systemd")]
@@ -24,7 +24,9 @@ mod machine;
 
 type SettingsFn<T> = dyn Fn(&T) -> DrainSettings + Send + Sync;
 
-/// Routes lifecycle events to a [`Reloader`] and a [`Shutdown`]:
+/// Routes lifecycle events to a [`Reloader`] and a [`ShutdownTrigger`],
+/// which it owns: the lifecycle is the one place a shutdown begins or is
+/// forced, while services watch it through a [`Shutdown`].
 ///
 /// * reload: triggers a reload, or is ignored (and logged) during shutdown;
 /// * shutdown: begins a graceful shutdown with the drain settings of the
@@ -37,15 +39,16 @@ type SettingsFn<T> = dyn Fn(&T) -> DrainSettings + Send + Sync;
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use grace::{signals::Signals, DrainSettings, Lifecycle, Reloadable, Reloader, Shutdown};
+/// use grace::{signals::Signals, DrainSettings, Lifecycle, Reloadable, Reloader, ShutdownTrigger};
 ///
 /// # #[tokio::main] async fn main() -> std::io::Result<()> {
 /// let signals = Signals::install()?;
 /// let config = Reloadable::new(Duration::from_secs(10));
 /// let reloader = Reloader::new(config, || Ok::<_, grace::BoxError>(Duration::from_secs(20)));
-/// let shutdown = Shutdown::new();
+/// let trigger = ShutdownTrigger::new();
+/// let shutdown = trigger.watcher().clone();
 /// // ... grace::serve(listeners, service, &shutdown).start();
-/// let lifecycle = Lifecycle::new(reloader, shutdown, |timeout: &Duration| DrainSettings {
+/// let lifecycle = Lifecycle::new(reloader, trigger, |timeout: &Duration| DrainSettings {
 ///     timeout: *timeout,
 ///     ..DrainSettings::default()
 /// });
@@ -66,16 +69,17 @@ impl<T> std::fmt::Debug for Lifecycle<T> {
 }
 
 impl<T: Send + Sync + 'static> Lifecycle<T> {
-    /// Ties `reloader` and `shutdown` together; `drain_settings` reads the
-    /// shutdown timings from the configuration.
-    pub fn new<F>(reloader: Reloader<T>, shutdown: Shutdown, drain_settings: F) -> Self
+    /// Ties `reloader` and the shutdown of `trigger` together, and keeps the
+    /// trigger; `drain_settings` reads the shutdown timings from the
+    /// configuration.
+    pub fn new<F>(reloader: Reloader<T>, trigger: ShutdownTrigger, drain_settings: F) -> Self
     where
         F: Fn(&T) -> DrainSettings + Send + Sync + 'static,
     {
         let core = Arc::new(Core {
             state: Mutex::new(State::Running),
             reloader,
-            shutdown,
+            trigger,
             drain_settings: Box::new(drain_settings),
             handoff: OnceLock::new(),
             upgrades: TaskTracker::new(),
@@ -108,7 +112,7 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
         let core = &self.controller.core;
         // Builder methods take `self`: no controller exists yet to race with.
         if core.notifier.set(notifier.clone()).is_ok() {
-            crate::notify::attach(notifier, &core.reloader, &core.shutdown);
+            crate::notify::attach(notifier, &core.reloader, core.trigger.watcher());
         }
         self
     }
@@ -181,7 +185,7 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
     /// though a shutdown already begun goes on.
     pub async fn run(self, mut signals: Signals) -> Outcome {
         let core = &self.controller.core;
-        let shutdown = core.shutdown.clone();
+        let shutdown = core.trigger.watcher().clone();
         if let Some(handoff) = core.handoff.get().cloned() {
             shutdown.on_drain(move || handoff.release());
         }
@@ -219,7 +223,8 @@ impl<T: Send + Sync + 'static> Lifecycle<T> {
 struct Core<T> {
     state: Mutex<State>,
     reloader: Reloader<T>,
-    shutdown: Shutdown,
+    // Never handed out: only the lifecycle's actions begin or force.
+    trigger: ShutdownTrigger,
     drain_settings: Box<SettingsFn<T>>,
     // Set once, by the builder methods of `Lifecycle`.
     handoff: OnceLock<Arc<Handoff>>,
@@ -249,12 +254,12 @@ impl<T: Send + Sync + 'static> Core<T> {
     fn begin_drain(&self) -> bool {
         self.reloader.close();
         let settings = (self.drain_settings)(&self.reloader.config().load());
-        self.shutdown.begin(settings)
+        self.trigger.begin(settings)
     }
 
     fn force(&self) {
         self.reloader.close();
-        self.shutdown.force(ForceReason::Requested);
+        self.trigger.force(ForceReason::Requested);
     }
 
     fn hand_over(&self) {
@@ -269,7 +274,7 @@ impl<T: Send + Sync + 'static> Core<T> {
             delay: Duration::ZERO,
             ..(self.drain_settings)(&self.reloader.config().load())
         };
-        self.shutdown.begin(settings);
+        self.trigger.begin(settings);
     }
 }
 
@@ -302,13 +307,13 @@ impl<T> Drop for Upgrading<'_, T> {
 /// # Example
 ///
 /// ```
-/// use grace::{DrainSettings, Lifecycle, ReloadError, Reloadable, Reloader, Shutdown};
+/// use grace::{DrainSettings, Lifecycle, ReloadError, Reloadable, Reloader, ShutdownTrigger};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// let reloader = Reloader::new(Reloadable::new(1u32), || Ok::<_, grace::BoxError>(2u32));
 /// let drain = |_: &u32| DrainSettings::default();
-/// let lifecycle = Lifecycle::new(reloader, Shutdown::new(), drain);
+/// let lifecycle = Lifecycle::new(reloader, ShutdownTrigger::new(), drain);
 /// let controller = lifecycle.controller();
 ///
 /// assert_eq!(controller.reload().await.unwrap(), 2); // a verdict, unlike SIGHUP
@@ -333,7 +338,7 @@ impl<T> std::fmt::Debug for Controller<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Controller")
             .field("reloader", &self.core.reloader)
-            .field("shutdown", &self.core.shutdown)
+            .field("shutdown", self.core.trigger.watcher())
             .field("upgrades", &self.core.handoff.get().is_some())
             .finish()
     }
@@ -347,7 +352,7 @@ impl<T: Send + Sync + 'static> Controller<T> {
 
     /// The shutdown: phase, counts, deadline.
     pub fn shutdown(&self) -> &Shutdown {
-        &self.core.shutdown
+        self.core.trigger.watcher()
     }
 
     /// The hand-off, when upgrades are enabled.
@@ -372,14 +377,14 @@ impl<T: Send + Sync + 'static> Controller<T> {
     /// # Example
     ///
     /// ```
-    /// use grace::{DrainSettings, Lifecycle, ReloadError, Reloadable, Reloader, Shutdown};
+    /// use grace::{DrainSettings, Lifecycle, ReloadError, Reloadable, Reloader, ShutdownTrigger};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let load = || "x".parse::<u32>(); // always invalid
     /// let reloader = Reloader::new(Reloadable::new(1u32), load);
     /// let drain = |_: &u32| DrainSettings::default();
-    /// let lifecycle = Lifecycle::new(reloader, Shutdown::new(), drain);
+    /// let lifecycle = Lifecycle::new(reloader, ShutdownTrigger::new(), drain);
     /// let controller = lifecycle.controller();
     /// let err = controller.reload().await.unwrap_err();
     /// assert!(matches!(err, ReloadError::Load(_)), "{err}");
@@ -397,6 +402,12 @@ impl<T: Send + Sync + 'static> Controller<T> {
     /// drains (no delay: the new one already serves). Resolves with the new
     /// process, or why nothing changed, within the hand-off's ready timeout.
     ///
+    /// # Return value
+    /// A success is resolved (and recorded, see [`Handoff::succeeded`] and
+    /// [`crate::handoff::read_status`]) only once this process's listeners
+    /// are closed: from then on, every new connection reaches the new
+    /// process.
+    ///
     /// # Errors
     /// [`UpgradeError::Disabled`] without a [`Handoff`]; otherwise as
     /// [`Handoff::upgrade`]. This process keeps serving in every case.
@@ -405,13 +416,13 @@ impl<T: Send + Sync + 'static> Controller<T> {
     ///
     /// ```
     /// use grace::handoff::UpgradeError;
-    /// use grace::{DrainSettings, Lifecycle, Reloadable, Reloader, Shutdown};
+    /// use grace::{DrainSettings, Lifecycle, Reloadable, Reloader, ShutdownTrigger};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let reloader = Reloader::new(Reloadable::new(()), || Ok::<_, grace::BoxError>(()));
     /// let drain = |_: &()| DrainSettings::default();
-    /// let lifecycle = Lifecycle::new(reloader, Shutdown::new(), drain);
+    /// let lifecycle = Lifecycle::new(reloader, ShutdownTrigger::new(), drain);
     /// // Enable upgrades with `.with_handoff(Arc::new(Handoff::from_current_process()?))`.
     /// let controller = lifecycle.controller();
     /// match controller.upgrade().await {
@@ -441,7 +452,8 @@ impl<T: Send + Sync + 'static> Controller<T> {
                     core,
                     finished: false,
                 };
-                let result = handoff.upgrade(&core.shutdown).await;
+                let watcher = core.trigger.watcher();
+                let result = handoff.start_new(watcher).await;
                 if let Ok(up) = &result {
                     tracing::info!(
                         new_pid = up.pid,
@@ -451,8 +463,22 @@ impl<T: Send + Sync + 'static> Controller<T> {
                 }
                 if upgrading.finish(result.is_ok()) == Action::HandOver {
                     core.hand_over();
+                    // "Upgraded" tells a deploy script that the new process
+                    // alone accepts: true only once our listeners are
+                    // closed. Recorded on a task of its own, so that a caller
+                    // who stops waiting does not lose the verdict.
+                    let (handoff, watcher) = (handoff.clone(), watcher.clone());
+                    let recorded = core.upgrades.spawn(async move {
+                        watcher.listeners_closed().await;
+                        handoff.record(result)
+                    });
+                    match recorded.await {
+                        Ok(verdict) => verdict,
+                        Err(e) => std::panic::resume_unwind(e.into_panic()),
+                    }
+                } else {
+                    handoff.record(result)
                 }
-                result
             }
             Action::RefuseUpgrade(refusal) => Err(handoff.record_failure(match refusal {
                 Refusal::InProgress => UpgradeError::InProgress,
@@ -484,7 +510,7 @@ impl<T: Send + Sync + 'static> Controller<T> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use grace::{DrainSettings, Lifecycle, Reloadable, Reloader, Shutdown};
+    /// use grace::{DrainSettings, Lifecycle, Reloadable, Reloader, ShutdownTrigger};
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() {
@@ -494,7 +520,7 @@ impl<T: Send + Sync + 'static> Controller<T> {
     ///     timeout: Duration::from_secs(*secs),
     ///     ..DrainSettings::default()
     /// };
-    /// let controller = Lifecycle::new(reloader, Shutdown::new(), settings).controller();
+    /// let controller = Lifecycle::new(reloader, ShutdownTrigger::new(), settings).controller();
     /// controller.reload().await.unwrap();
     ///
     /// assert!(controller.stop());
@@ -528,7 +554,7 @@ mod tests {
 
     fn lifecycle() -> Lifecycle<u32> {
         let reloader = Reloader::new(Reloadable::new(1u32), || Ok::<_, BoxError>(2u32));
-        Lifecycle::new(reloader, Shutdown::new(), |_: &u32| DrainSettings {
+        Lifecycle::new(reloader, ShutdownTrigger::new(), |_: &u32| DrainSettings {
             delay: Duration::ZERO,
             timeout: Duration::from_secs(5),
             idle_grace: Duration::from_millis(10),
@@ -573,6 +599,53 @@ mod tests {
         assert!(up.is_ok(), "{up:?}");
         assert!(c.shutdown().is_shutting_down(), "handed over: draining");
         std::fs::remove_file(&mark).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_upgrade_succeeds_only_once_our_listeners_are_closed() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let dir = std::env::temp_dir().join(format!("grace-verdict-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("grace.pid");
+        let handoff = Handoff::from_current_process()
+            .unwrap()
+            .command("/bin/sh", &["sh", "-c", READY_AT_ONCE])
+            .pid_file(&pid_file);
+        let handoff = Arc::new(handoff);
+        let c = lifecycle().with_handoff(handoff.clone()).controller();
+        let s = c.shutdown().clone();
+        // An accept loop's socket: it goes only once the accept loop saw the
+        // drain begin, which takes a turn of the runtime.
+        let listener = s.track_listener();
+        let closed = Arc::new(AtomicBool::new(false));
+        let recorded_before_close = Arc::new(AtomicU64::new(u64::MAX));
+        let status = crate::handoff::status_path(&pid_file);
+        let (flag, recorded, watcher) = (closed.clone(), recorded_before_close.clone(), s.clone());
+        let (handoff_seen, status_seen) = (handoff.clone(), status.clone());
+        s.spawn(async move {
+            watcher.draining().await;
+            tokio::task::yield_now().await;
+            let seen = handoff_seen.succeeded()
+                + crate::handoff::read_status(&status_seen).map_or(0, |_| 1);
+            recorded.store(seen, Ordering::SeqCst);
+            flag.store(true, Ordering::SeqCst);
+            drop(listener);
+        });
+
+        let up = c.upgrade().await;
+        assert!(up.is_ok(), "{up:?}");
+        assert!(
+            closed.load(Ordering::SeqCst),
+            "the upgrade's verdict came while this process still listened"
+        );
+        assert_eq!(
+            recorded_before_close.load(Ordering::SeqCst),
+            0,
+            "success was recorded before this process's listeners closed"
+        );
+        assert_eq!(handoff.succeeded(), 1);
+        assert!(matches!(crate::handoff::read_status(&status), Some(st) if st.result.is_ok()));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]

@@ -42,13 +42,14 @@ const PHASES: [Phase; 5] = [
 ///
 /// ```
 /// use grace::metrics::{MetricsCollector, RequestStats};
-/// use grace::{Reloadable, Reloader, Shutdown};
+/// use grace::{Reloadable, Reloader, ShutdownTrigger};
 /// use prometheus_client::{encoding::text::encode, registry::Registry};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let reloader = Reloader::new(Reloadable::new(1u32), || Ok::<_, grace::BoxError>(2u32));
-/// let shutdown = Shutdown::new();
+/// let trigger = ShutdownTrigger::new();
+/// let shutdown = trigger.watcher().clone();
 /// let stats = RequestStats::new();
 /// // grace::serve(listeners, service, &shutdown).observe(stats.clone()).start();
 /// let collector = MetricsCollector::new(reloader.clone(), shutdown).with_requests(stats);

@@ -12,17 +12,7 @@ use std::time::Duration;
 
 /// Upper bounds of the buckets, in seconds (`+Inf` is implicit), from 1 ms
 /// (a cached answer) to 10 s (a slow handler or a slow client).
-///
-/// # Example
-///
-/// ```
-/// use grace::metrics::histogram::{AtomicHistogram, BUCKETS};
-///
-/// assert_eq!((BUCKETS[0], BUCKETS[BUCKETS.len() - 1]), (0.001, 10.0));
-/// // A snapshot has one more bucket: +Inf.
-/// assert_eq!(AtomicHistogram::default().snapshot().buckets.len(), BUCKETS.len() + 1);
-/// ```
-pub const BUCKETS: [f64; 12] = [
+pub(crate) const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
@@ -47,46 +37,16 @@ const BOUNDS_NS: [u64; 12] = [
 ];
 
 /// Durations counted into [`BUCKETS`], plus their sum.
-///
-/// # Example
-///
-/// ```
-/// use std::time::Duration;
-/// use grace::metrics::histogram::AtomicHistogram;
-///
-/// let histogram = AtomicHistogram::default();
-/// histogram.observe(Duration::from_millis(3));
-/// histogram.observe(Duration::from_secs(60));
-/// let snapshot = histogram.snapshot();
-/// assert_eq!(snapshot.count, 2);
-/// assert_eq!(snapshot.buckets[2], (0.005, 1)); // 3 ms: in (2.5 ms, 5 ms]
-/// assert_eq!(snapshot.buckets.last(), Some(&(f64::INFINITY, 1)));
-/// ```
 #[derive(Debug, Default)]
-pub struct AtomicHistogram {
+pub(crate) struct AtomicHistogram {
     // Non-cumulative: counts[i] holds observations in (bound[i-1], bound[i]];
     // the last slot is +Inf. Cumulated at scrape time, off the hot path.
     counts: [AtomicU64; BUCKETS.len() + 1],
     sum_ns: AtomicU64,
 }
 
-/// A point-in-time reading of an [`AtomicHistogram`].
-///
-/// # Example
-///
-/// ```
-/// use std::time::Duration;
-/// use grace::metrics::histogram::AtomicHistogram;
-///
-/// let histogram = AtomicHistogram::default();
-/// histogram.observe(Duration::from_millis(250));
-/// histogram.observe(Duration::from_millis(750));
-/// let snapshot = histogram.snapshot();
-/// assert_eq!(snapshot.sum, 1.0); // seconds
-/// assert_eq!(snapshot.sum / snapshot.count as f64, 0.5); // the mean
-/// // Per bucket, not cumulative.
-/// assert_eq!(snapshot.buckets.iter().map(|(_, n)| n).sum::<u64>(), 2);
-/// ```
+/// A point-in-time reading of the request durations
+/// ([`RequestStats::durations`](super::RequestStats::durations)).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistogramSnapshot {
     /// Sum of all observations, in seconds.
@@ -100,7 +60,7 @@ pub struct HistogramSnapshot {
 
 impl AtomicHistogram {
     /// Records one duration.
-    pub fn observe(&self, elapsed: Duration) {
+    pub(crate) fn observe(&self, elapsed: Duration) {
         let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         let slot = BOUNDS_NS
             .iter()
@@ -113,7 +73,7 @@ impl AtomicHistogram {
     }
 
     /// The buckets, count and sum as they stand.
-    pub fn snapshot(&self) -> HistogramSnapshot {
+    pub(crate) fn snapshot(&self) -> HistogramSnapshot {
         let mut count = 0;
         let mut buckets = Vec::with_capacity(BUCKETS.len() + 1);
         for (i, slot) in self.counts.iter().enumerate() {
@@ -133,6 +93,37 @@ impl AtomicHistogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buckets_run_from_a_millisecond_to_ten_seconds_then_inf() {
+        assert_eq!((BUCKETS[0], BUCKETS[BUCKETS.len() - 1]), (0.001, 10.0));
+        // A snapshot has one more bucket: +Inf.
+        let snapshot = AtomicHistogram::default().snapshot();
+        assert_eq!(snapshot.buckets.len(), BUCKETS.len() + 1);
+    }
+
+    #[test]
+    fn a_snapshot_places_each_observation_once() {
+        let histogram = AtomicHistogram::default();
+        histogram.observe(Duration::from_millis(3));
+        histogram.observe(Duration::from_secs(60));
+        let snapshot = histogram.snapshot();
+        assert_eq!(snapshot.count, 2);
+        assert_eq!(snapshot.buckets[2], (0.005, 1)); // 3 ms: in (2.5 ms, 5 ms]
+        assert_eq!(snapshot.buckets.last(), Some(&(f64::INFINITY, 1)));
+    }
+
+    #[test]
+    fn a_snapshot_sums_in_seconds_per_bucket() {
+        let histogram = AtomicHistogram::default();
+        histogram.observe(Duration::from_millis(250));
+        histogram.observe(Duration::from_millis(750));
+        let snapshot = histogram.snapshot();
+        assert_eq!(snapshot.sum, 1.0); // seconds
+        assert_eq!(snapshot.sum / snapshot.count as f64, 0.5); // the mean
+                                                               // Per bucket, not cumulative.
+        assert_eq!(snapshot.buckets.iter().map(|(_, n)| n).sum::<u64>(), 2);
+    }
 
     #[test]
     fn observations_land_in_the_first_bucket_that_holds_them() {

@@ -11,9 +11,10 @@
 
 #[cfg(feature = "metrics")]
 mod collector;
-pub mod histogram;
+mod histogram;
 pub(crate) mod requests;
 
 #[cfg(feature = "metrics")]
 pub use collector::MetricsCollector;
+pub use histogram::HistogramSnapshot;
 pub use requests::{RequestStats, CLASSES, REJECTED};

@@ -11,7 +11,7 @@ use hyper::service::Service;
 use super::listen::{self, Addresses};
 use super::{LimitsFn, PrepareFn, Server, StartError};
 use crate::config::Reloadable;
-use crate::drain::{Outcome, Shutdown};
+use crate::drain::{Outcome, Shutdown, ShutdownTrigger};
 use crate::error::BoxError;
 use crate::handoff::{Handoff, Inherited, ReadyPipe};
 use crate::http::Running;
@@ -109,9 +109,11 @@ impl<T: Send + Sync + 'static> Server<T> {
             history.follow_upgrades(&handoff);
             history
         };
+        let trigger = ShutdownTrigger::new();
         Ok(Started {
             config,
-            shutdown: Shutdown::new(),
+            shutdown: trigger.watcher().clone(),
+            trigger: std::sync::Mutex::new(Some(trigger)),
             reloader,
             handoff,
             signals,
@@ -139,6 +141,9 @@ impl<T: Send + Sync + 'static> Server<T> {
 pub struct Started<T> {
     config: Reloadable<T>,
     shutdown: Shutdown,
+    // Goes to the lifecycle when it is made (`controller` or `run`);
+    // services only ever see its watcher.
+    trigger: std::sync::Mutex<Option<ShutdownTrigger>>,
     reloader: Reloader<T>,
     handoff: Arc<Handoff>,
     signals: Signals,
@@ -183,7 +188,8 @@ impl<T: Send + Sync + 'static> Started<T> {
         &self.config
     }
 
-    /// The shutdown every connection follows.
+    /// The shutdown every connection follows: a watcher, which can wait for
+    /// the drain but not start one (signals and the control socket do).
     pub fn shutdown(&self) -> &Shutdown {
         &self.shutdown
     }
@@ -203,7 +209,7 @@ impl<T: Send + Sync + 'static> Started<T> {
     /// the request tallies with `with_requests`.
     #[cfg(feature = "metrics")]
     pub fn metrics_collector(&self) -> crate::metrics::MetricsCollector<T> {
-        crate::metrics::MetricsCollector::new(self.reloader.clone(), self.shutdown.clone())
+        crate::metrics::MetricsCollector::new(self.reloader.clone(), self.shutdown().clone())
             .with_handoff(self.handoff.clone())
             .started_at(self.started_at)
     }
@@ -414,9 +420,15 @@ impl<T: Send + Sync + 'static> Started<T> {
 
     fn new_lifecycle(&self) -> Lifecycle<T> {
         let drain = self.server.drain.clone();
+        let trigger = self
+            .trigger
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .expect("the lifecycle is made once");
         Lifecycle::new(
             self.reloader.clone(),
-            self.shutdown.clone(),
+            trigger,
             move |c: &T| drain(c),
         )
         .with_handoff(self.handoff.clone())

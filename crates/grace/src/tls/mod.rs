@@ -101,12 +101,6 @@ impl Tls {
         self.store.load_full()
     }
 
-    /// The rustls configuration, for serving TLS outside grace's HTTP
-    /// server (with `tokio-rustls`, say).
-    pub fn server_config(&self) -> Arc<ServerConfig> {
-        self.config.clone()
-    }
-
     /// Runs the server side of the handshake on `io`.
     ///
     /// # Cancel safety

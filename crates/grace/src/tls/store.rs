@@ -79,7 +79,7 @@ impl CertStore {
 
     /// The certificate for a client asking for `server_name` (`None`: the
     /// client sent no SNI).
-    pub fn resolve(&self, server_name: Option<&str>) -> &Arc<CertifiedKey> {
+    pub(crate) fn resolve(&self, server_name: Option<&str>) -> &Arc<CertifiedKey> {
         server_name
             .and_then(|name| self.lookup(&name.to_ascii_lowercase()))
             .unwrap_or_else(|| self.default.certified_key())
