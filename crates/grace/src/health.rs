@@ -16,19 +16,19 @@
 //! use bytes::Bytes;
 //! use http::{Request, StatusCode};
 //! use http_body_util::Full;
-//! use grace::{health::Health, Shutdown};
+//! use grace::{health::Health, ShutdownTrigger};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let shutdown = Shutdown::new();
-//! let health = Health::new(&shutdown);
+//! let trigger = ShutdownTrigger::new(); // the lifecycle's, in a real server
+//! let health = Health::new(trigger.watcher());
 //! let probe = |path: &str| {
 //!     let req = Request::get(path).body(()).unwrap();
 //!     health.answer::<_, Full<Bytes>>(&req).map(|res| res.status())
 //! };
 //! assert_eq!(probe("/readyz"), Some(StatusCode::OK));
 //! assert_eq!(probe("/"), None); // the application's
-//! shutdown.begin(grace::DrainSettings::default());
+//! trigger.begin(grace::DrainSettings::default());
 //! assert_eq!(probe("/readyz"), Some(StatusCode::SERVICE_UNAVAILABLE));
 //! assert_eq!(probe("/healthz"), Some(StatusCode::OK)); // alive, draining
 //! # }
@@ -75,9 +75,10 @@ impl Health {
     /// ```
     /// use std::sync::atomic::{AtomicBool, Ordering};
     /// use std::sync::Arc;
-    /// use grace::{health::Health, Shutdown};
+    /// use grace::{health::Health, ShutdownTrigger};
     ///
-    /// let shutdown = Shutdown::new();
+    /// let trigger = ShutdownTrigger::new();
+    /// let shutdown = trigger.watcher();
     /// let warm = Arc::new(AtomicBool::new(false));
     /// let (s, w) = (shutdown.clone(), warm.clone());
     /// let health = Health::from_fn(move || s.is_ready() && w.load(Ordering::Relaxed));
@@ -151,9 +152,10 @@ mod tower_support {
     ///
     /// ```
     /// use axum::{routing::get, Router};
-    /// use grace::{health::Health, Shutdown};
+    /// use grace::{health::Health, ShutdownTrigger};
     ///
-    /// let shutdown = Shutdown::new();
+    /// let trigger = ShutdownTrigger::new();
+    /// let shutdown = trigger.watcher();
     /// let app: Router = Router::new()
     ///     .route("/", get(|| async { "hello" }))
     ///     .layer(Health::new(&shutdown).layer());

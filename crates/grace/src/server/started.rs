@@ -426,12 +426,8 @@ impl<T: Send + Sync + 'static> Started<T> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
             .expect("the lifecycle is made once");
-        Lifecycle::new(
-            self.reloader.clone(),
-            trigger,
-            move |c: &T| drain(c),
-        )
-        .with_handoff(self.handoff.clone())
+        Lifecycle::new(self.reloader.clone(), trigger, move |c: &T| drain(c))
+            .with_handoff(self.handoff.clone())
     }
 
     /// As [`Started::serve`], for a tower service such as an axum `Router`
