@@ -8,6 +8,7 @@ mod exit;
 mod logging;
 mod metrics;
 mod routes;
+mod run;
 mod serve;
 mod stdio;
 mod tls;
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         Some(Command::Reload(args)) => client::run(Action::Reload, &args),
         Some(Command::Upgrade(args)) => client::run(Action::Upgrade, &args),
         Some(Command::Stop(args)) => client::run(Action::Stop { wait: args.wait }, &args.client),
+        Some(Command::Run(args)) => run::main(&args),
     };
     ExitCode::from(code)
 }

@@ -87,6 +87,7 @@ pub mod pidfile;
 pub mod reload;
 mod server;
 pub mod signals;
+pub mod supervise;
 #[cfg(feature = "tls")]
 pub mod tls;
 #[cfg(feature = "watch")]

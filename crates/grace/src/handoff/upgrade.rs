@@ -540,7 +540,7 @@ async fn shutdown_started(phase: &mut tokio::sync::watch::Receiver<crate::drain:
         .is_ok();
 }
 
-fn resolve_program(arg0: &OsStr) -> io::Result<PathBuf> {
+pub(crate) fn resolve_program(arg0: &OsStr) -> io::Result<PathBuf> {
     let path = Path::new(arg0);
     if arg0.as_encoded_bytes().contains(&b'/') {
         return Ok(if path.is_absolute() {

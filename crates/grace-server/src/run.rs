@@ -1,0 +1,238 @@
+//! `grace run -- COMMAND`: grace holds the listening sockets and runs the
+//! command on them one generation at a time (see [`grace::supervise`]). The
+//! library's [`Server`] does the rest as for `grace serve`: signals, the
+//! control socket, the pid file, the admin listener, systemd, and upgrades
+//! of grace itself. A reload (SIGHUP, `grace reload`) replaces the app's
+//! generation; its verdict is the new generation's start.
+
+use std::convert::Infallible;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+
+use grace::control::ServerInfo;
+use grace::handoff::Inherited;
+use grace::supervise::{AppSpec, AppStatus, Backoff, GenerationError, Stopped, Supervisor};
+use grace::{BoxError, DrainSettings, Outcome, Server, Shutdown, StartError};
+
+use crate::cli::RunArgs;
+use crate::exit;
+use crate::logging::{self, Log};
+use crate::metrics::Metrics;
+
+/// What the supervisor runs, and how grace around it stops.
+#[derive(Debug, Clone)]
+struct RunConfig {
+    listen: Vec<std::net::SocketAddr>,
+    app: AppSpec,
+    shutdown_delay: Duration,
+}
+
+impl RunConfig {
+    fn from_args(args: &RunArgs) -> RunConfig {
+        RunConfig {
+            listen: args.listen.clone(),
+            app: AppSpec {
+                env: args.env.clone(),
+                ready: args.ready,
+                ready_timeout: args.ready_timeout,
+                stop_signal: args.stop_signal,
+                stop_timeout: args.stop_timeout,
+                backoff: Backoff {
+                    initial: args.backoff,
+                    max: args.backoff_max,
+                },
+                ..AppSpec::new(args.command.iter().cloned())
+            },
+            shutdown_delay: args.shutdown_delay,
+        }
+    }
+}
+
+/// How `grace run` ended.
+enum Ended {
+    /// The first generation never became ready.
+    FirstFailed(GenerationError),
+    /// A shutdown, then the app's stop.
+    Stopped(Outcome, Stopped),
+}
+
+/// `grace run`, and the one place its failures become exit statuses.
+pub fn main(args: &RunArgs) -> u8 {
+    // First, while this is the only thread: see `serve` in main.rs.
+    let inherited = Inherited::take();
+    let log = logging::init(args.log_format);
+    let result = inherited
+        .map_err(StartError::from)
+        .and_then(|inherited| run(args, inherited, &log));
+    let code = match result {
+        Ok(Ended::FirstFailed(e)) => {
+            eprintln!("error: the app did not start: {e}");
+            tracing::error!("the app did not start: {e}");
+            exit::APP_FAILED
+        }
+        Ok(Ended::Stopped(outcome, stopped)) => {
+            let code = if stopped.killed || !outcome.is_clean() {
+                exit::FORCED
+            } else if stopped.is_clean() {
+                exit::OK
+            } else {
+                exit::APP_FAILED
+            };
+            tracing::info!(code, "exiting");
+            code
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            tracing::error!("refusing to start: {e}");
+            e.exit_code()
+        }
+    };
+    log.report_final();
+    code
+}
+
+fn run(args: &RunArgs, inherited: Inherited, log: &Log) -> Result<Ended, StartError> {
+    let config = RunConfig::from_args(args);
+    // The reload below replaces the app: it needs the supervisor, which
+    // exists only once the server has its listeners.
+    let supervisor: Arc<OnceLock<Arc<Supervisor>>> = Arc::default();
+    let server = server(args, config.clone(), supervisor.clone()).inherited(inherited);
+    server.block_on(|server| async move {
+        log.report_dropped();
+        let mut started = server.start()?;
+        let listeners = started.take_listeners();
+        for listener in &listeners {
+            tracing::info!(addr = %listener.local_addr(), name = listener.name(), "listening for the app");
+        }
+        let app = match Supervisor::start(config.app.clone(), &listeners).await {
+            Ok(app) => Arc::new(app),
+            Err(e) => return Ok(Ended::FirstFailed(e)),
+        };
+        // The supervisor has its own duplicates, and the upgrade hand-off its own.
+        drop(listeners);
+        let _ = supervisor.set(app.clone());
+        let metrics = Metrics::new();
+        started.serve_admin(admin(started.shutdown().clone(), metrics.clone()));
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(started.metrics_collector()));
+        registry.register_collector(Box::new(AppCollector { app: app.clone() }));
+        metrics.install(registry);
+        let outcome = started.run().await?;
+        let stopped = app.stop().await;
+        Ok(Ended::Stopped(outcome, stopped))
+    })
+}
+
+fn server(
+    args: &RunArgs,
+    config: RunConfig,
+    supervisor: Arc<OnceLock<Arc<Supervisor>>>,
+) -> Server<RunConfig> {
+    let current = config.clone();
+    // Runs off the async threads (the reloader's blocking pool), so it may
+    // wait for the new generation there.
+    let replace = move || -> Result<RunConfig, BoxError> {
+        let app = supervisor.get().ok_or("the app is not started yet")?;
+        let generation = tokio::runtime::Handle::current().block_on(app.replace(None))?;
+        tracing::info!(generation, "app replaced: the new generation serves");
+        Ok(current.clone())
+    };
+    let mut server = Server::new(replace)
+        .listen_with(|c: &RunConfig| c.listen.clone())
+        .drain_settings(|c: &RunConfig| DrainSettings {
+            delay: c.shutdown_delay,
+            ..DrainSettings::default()
+        })
+        // A new grace is ready once its first app generation is.
+        .upgrade_timeout_with(|c: &RunConfig| c.app.ready_timeout + Duration::from_secs(10));
+    if let Some(addr) = args.admin_listen {
+        server = server.admin(addr);
+    }
+    if let Some(path) = &args.pid_file {
+        server = server.pid_file(path);
+    }
+    if let Some(path) = &args.control_socket {
+        server = server.control_socket(path, ServerInfo::new(None));
+    }
+    server.initial(config)
+}
+
+/// grace's own endpoints: `/healthz`, `/readyz` (failing once a stop
+/// began), `/metrics`.
+fn admin(
+    shutdown: Shutdown,
+    metrics: Arc<Metrics>,
+) -> impl hyper::service::Service<
+    Request<hyper::body::Incoming>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
+> + Send
+       + Sync
+       + 'static {
+    service_fn(move |req: Request<hyper::body::Incoming>| {
+        let plain = |status, body: &'static str| {
+            let mut res = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+            *res.status_mut() = status;
+            res
+        };
+        let res = match req.uri().path() {
+            "/healthz" => plain(StatusCode::OK, "ok\n"),
+            "/readyz" if shutdown.is_ready() => plain(StatusCode::OK, "ready\n"),
+            "/readyz" => plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
+            "/metrics" => metrics.respond(),
+            _ => plain(StatusCode::NOT_FOUND, "not found\n"),
+        };
+        std::future::ready(Ok(res))
+    })
+}
+
+/// The app's tallies: generations, restarts by reason, failed starts.
+#[derive(Debug)]
+struct AppCollector {
+    app: Arc<Supervisor>,
+}
+
+impl Collector for AppCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let status: AppStatus = self.app.status();
+        encoder
+            .encode_descriptor(
+                "grace_app_generation",
+                "The number of the app generation serving now.",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&(status.generation as i64))?;
+        let mut restarts = encoder.encode_descriptor(
+            "grace_app_restarts",
+            "New app generations that took over, by reason: replace (reload) or crash.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, count) in [
+            ("replace", status.replaced),
+            ("crash", status.crash_restarts),
+        ] {
+            restarts
+                .encode_family(&[("reason", reason)].as_slice())?
+                .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
+        }
+        encoder
+            .encode_descriptor(
+                "grace_app_failed_starts",
+                "App generations that exited or were not ready in time.",
+                None,
+                MetricType::Counter,
+            )?
+            .encode_counter::<NoLabelSet, _, u64>(&status.failed_starts, None)
+    }
+}
