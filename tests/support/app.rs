@@ -340,3 +340,23 @@ pub fn summary(times: &[Duration]) -> String {
         ms[ms.len() - 1]
     )
 }
+
+/// The `flaky.sh` wrapper around `app`, and the file that tells it how to
+/// behave (starting as `serve`).
+pub fn flaky(dir: &Path, app: Vec<String>) -> (Vec<String>, PathBuf) {
+    let mode = dir.join("mode");
+    std::fs::write(&mode, "serve").unwrap();
+    let mut command = vec![sources().join("flaky.sh").display().to_string()];
+    command.extend(app);
+    (command, mode)
+}
+
+/// The pid in a verdict such as "generation 3 (pid 1234) exited ...".
+pub fn pid_in(verdict: &str) -> u32 {
+    verdict
+        .split("(pid ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {verdict:?}"))
+}
