@@ -28,6 +28,8 @@ func main() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
+			// Tells a test the request is in the server's hands.
+			log.Printf("slow request started in %d", os.Getpid())
 			ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
 			time.Sleep(time.Duration(ms) * time.Millisecond)
 		}

@@ -277,7 +277,9 @@ impl State {
                         Err(GenerationError::Stopping) => {}
                         Err(_) => {
                             crashes += 1;
-                            restart_at = Some(Instant::now() + self.spec.backoff.delay(crashes));
+                            let delay = self.spec.backoff.delay(crashes);
+                            tracing::warn!(restart_in = ?delay, "the app failed to restart; backing off");
+                            restart_at = Some(Instant::now() + delay);
                         }
                     }
                 }
