@@ -17,6 +17,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 
+use grace::control::protocol::AppState;
 use grace::control::ServerInfo;
 use grace::handoff::Inherited;
 use grace::supervise::{AppSpec, AppStatus, Backoff, GenerationError, Stopped, Supervisor};
@@ -137,6 +138,7 @@ fn server(
     supervisor: Arc<OnceLock<Arc<Supervisor>>>,
 ) -> Server<RunConfig> {
     let current = config.clone();
+    let app = supervisor.clone();
     // Runs off the async threads (the reloader's blocking pool), so it may
     // wait for the new generation there.
     let replace = move || -> Result<RunConfig, BoxError> {
@@ -160,9 +162,28 @@ fn server(
         server = server.pid_file(path);
     }
     if let Some(path) = &args.control_socket {
-        server = server.control_socket(path, ServerInfo::new(None));
+        let app = app.clone();
+        let info = ServerInfo::new(None).with_app(move || {
+            app_state(&app.get().map(|app| app.status()).unwrap_or_default())
+        });
+        server = server.control_socket(path, info);
     }
     server.initial(config)
+}
+
+fn app_state(status: &AppStatus) -> AppState {
+    AppState {
+        pid: status.pid,
+        generation: status.generation,
+        restarts: status.restarts(),
+        replaced: status.replaced,
+        crash_restarts: status.crash_restarts,
+        failed_starts: status.failed_starts,
+        last_exit: status
+            .last_exit
+            .as_ref()
+            .map(|(generation, how)| format!("generation {generation}: {how}")),
+    }
 }
 
 /// grace's own endpoints: `/healthz`, `/readyz` (failing once a stop

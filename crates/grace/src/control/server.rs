@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::protocol::{
-    CertificateStatus, ErrorKind, Exited, LastReload, Line, Progress, Reply, Request, Status,
+    AppState, CertificateStatus, ErrorKind, Exited, LastReload, Line, Progress, Reply, Request, Status,
     MAX_REQUEST_LINE,
 };
 use super::socket::ControlSocket;
@@ -36,6 +36,7 @@ const PROGRESS_TICK: Duration = Duration::from_millis(250);
 const PROGRESS_HEARTBEAT: Duration = Duration::from_secs(1);
 
 type CertificatesFn = dyn Fn() -> Vec<CertificateStatus> + Send + Sync;
+type AppFn = dyn Fn() -> AppState + Send + Sync;
 
 /// What `status` reports beyond the lifecycle's own state.
 ///
@@ -54,6 +55,7 @@ pub struct ServerInfo {
     pub config_path: Option<String>,
     started: Instant,
     certificates: Option<Arc<CertificatesFn>>,
+    app: Option<Arc<AppFn>>,
 }
 
 impl std::fmt::Debug for ServerInfo {
@@ -72,6 +74,7 @@ impl ServerInfo {
             config_path,
             started: Instant::now(),
             certificates: None,
+            app: None,
         }
     }
 
@@ -97,6 +100,13 @@ impl ServerInfo {
         certificates: impl Fn() -> Vec<CertificateStatus> + Send + Sync + 'static,
     ) -> Self {
         self.certificates = Some(Arc::new(certificates));
+        self
+    }
+
+    /// `status` shows the supervised app's state as `app` returns it,
+    /// called per request (`grace run`).
+    pub fn with_app(mut self, app: impl Fn() -> AppState + Send + Sync + 'static) -> Self {
+        self.app = Some(Arc::new(app));
         self
     }
 }
@@ -457,6 +467,7 @@ fn status<T: Send + Sync + 'static>(ctx: &Context<T>) -> Status {
             .certificates
             .as_ref()
             .map_or_else(Vec::new, |f| f()),
+        app: ctx.info.app.as_ref().map(|f| f()),
     }
 }
 
