@@ -41,14 +41,24 @@ fn repeated_crashes_back_off_and_the_app_comes_back() {
     let (command, mode) = flaky(dir.path(), gunicorn(1));
     let env = format!("MODE_FILE={}", mode.display());
     let run = Run::start(
-        &["--ready", "notify", "--backoff", "200ms", "--backoff-max", "2s", "--env", &env],
+        &[
+            "--ready",
+            "notify",
+            "--backoff",
+            "200ms",
+            "--backoff-max",
+            "2s",
+            "--env",
+            &env,
+        ],
         &command,
     );
     let first = run.app_pid(1);
     std::fs::write(&mode, "exit1").unwrap();
     kill_group(first);
     // The restart at once and two more fail, each after a longer wait.
-    run.log().wait_count("app generation failed to start", 3, SOON);
+    run.log()
+        .wait_count("app generation failed to start", 3, SOON);
     std::fs::write(&mode, "serve").unwrap();
     let line = run.log().wait_for("app generation ready generation=5 ");
     let waits: Vec<String> = run

@@ -15,7 +15,16 @@ fn failed_new_generations_are_rejected_with_their_reason_and_leave_nothing_behin
     let (command, mode) = flaky(dir.path(), gunicorn(1));
     let env = format!("MODE_FILE={}", mode.display());
     let run = Run::start(
-        &["--ready", "notify", "--ready-timeout", "3s", "--stop-timeout", "5s", "--env", &env],
+        &[
+            "--ready",
+            "notify",
+            "--ready-timeout",
+            "3s",
+            "--stop-timeout",
+            "5s",
+            "--env",
+            &env,
+        ],
         &command,
     );
     let first = run.app_pid(1);
@@ -47,9 +56,15 @@ fn failed_new_generations_are_rejected_with_their_reason_and_leave_nothing_behin
         let (code, out, _) = run.reload();
         assert_ne!(code, 0, "{how}: {out}");
         assert!(out.contains(reason), "{how}: {out}");
-        assert!(out.contains(&format!("(mode {how})")), "{how}: its stderr: {out}");
+        assert!(
+            out.contains(&format!("(mode {how})")),
+            "{how}: its stderr: {out}"
+        );
         let failed = pid_in(&out);
-        assert!(!group_alive(failed), "{how}: a process of generation pid {failed} survives");
+        assert!(
+            !group_alive(failed),
+            "{how}: a process of generation pid {failed} survives"
+        );
         eprintln!("{how}: rejected: {}", out.trim());
     }
     stop.store(true, Ordering::Relaxed);

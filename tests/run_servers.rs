@@ -23,7 +23,11 @@ fn five_replacements(name: &str, ready: &str, command: &[String], cuts_unread: b
         summary(&times)
     );
     assert!(close.requests > 50, "{close:?}");
-    assert_eq!((close.connect, close.timeout, close.non_2xx), (0, 0, 0), "{close:?}");
+    assert_eq!(
+        (close.connect, close.timeout, close.non_2xx),
+        (0, 0, 0),
+        "{close:?}"
+    );
     if !cuts_unread {
         assert_eq!(close.failed(), 0, "{close:?}");
     }

@@ -10,7 +10,10 @@ use support::{parse_metrics, SOON};
 
 #[test]
 fn status_and_metrics_count_generations_restarts_and_failed_starts() {
-    let run = Run::start(&["--ready", "notify", "--admin-listen", "127.0.0.1:0"], &gunicorn(1));
+    let run = Run::start(
+        &["--ready", "notify", "--admin-listen", "127.0.0.1:0"],
+        &gunicorn(1),
+    );
     let admin: std::net::SocketAddr = run
         .log()
         .wait_for("name=\"admin\"")
@@ -36,9 +39,16 @@ fn status_and_metrics_count_generations_restarts_and_failed_starts() {
     assert_eq!(app["pid"], third, "{status}");
     assert_eq!(app["generation"], 3, "{status}");
     assert_eq!(app["restarts"], 2, "{status}");
-    assert_eq!((app["replaced"].as_u64(), app["crash_restarts"].as_u64()), (Some(1), Some(1)), "{status}");
+    assert_eq!(
+        (app["replaced"].as_u64(), app["crash_restarts"].as_u64()),
+        (Some(1), Some(1)),
+        "{status}"
+    );
     assert_eq!(app["failed_starts"], 0, "{status}");
-    assert_eq!(app["last_exit"], "generation 2: signal: 9 (SIGKILL)", "{status}");
+    assert_eq!(
+        app["last_exit"], "generation 2: signal: 9 (SIGKILL)",
+        "{status}"
+    );
 
     let metrics = parse_metrics(&get(admin, "/metrics").unwrap().body);
     assert_eq!(metrics["grace_app_generation"], 3.0);

@@ -15,7 +15,9 @@ fn upgrading_grace_itself_hands_the_sockets_to_a_new_grace_and_app() {
     let wrk = Wrk::start(run.addr(), 8, true);
     run.signal(Signal::USR2);
     // The new grace's first generation: its log goes to the same stderr.
-    let line = run.log().wait_count("app generation ready generation=1 ", 2, SOON);
+    let line = run
+        .log()
+        .wait_count("app generation ready generation=1 ", 2, SOON);
     let app: u32 = line.split("pid=").nth(1).unwrap().trim().parse().unwrap();
     let new_grace = parent_of(app).unwrap();
     assert_ne!(new_grace, old_grace);
@@ -35,5 +37,7 @@ fn upgrading_grace_itself_hands_the_sockets_to_a_new_grace_and_app() {
                 .is_ok_and(|s| s.contains(") Z ")))
         .then_some(())
     });
-    eventually(SOON, "its app to be gone", || (!support::app::group_alive(app)).then_some(()));
+    eventually(SOON, "its app to be gone", || {
+        (!support::app::group_alive(app)).then_some(())
+    });
 }

@@ -230,7 +230,16 @@ impl Wrk {
     /// connection when `close`.
     pub fn start(addr: SocketAddr, connections: u32, close: bool) -> Wrk {
         let mut cmd = Command::new("wrk");
-        cmd.args(["-t", "1", "-c", &connections.to_string(), "-d", "120s", "--timeout", "15s"]);
+        cmd.args([
+            "-t",
+            "1",
+            "-c",
+            &connections.to_string(),
+            "-d",
+            "120s",
+            "--timeout",
+            "15s",
+        ]);
         if close {
             cmd.args(["-H", "Connection: close"]);
         }
@@ -288,7 +297,12 @@ fn parse_wrk(text: &str) -> Option<WrkReport> {
 /// The parent of `pid`, from /proc.
 pub fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(") ")?.1.split_whitespace().nth(1)?.parse().ok()
+    stat.rsplit_once(") ")?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// The pid in an app's "hello from PID" answer.
@@ -311,7 +325,12 @@ pub fn until_served_by(addr: SocketAddr, app: u32) -> Duration {
 /// Replaces the app `count` times with `grace reload` (or SIGHUP when
 /// `by_signal`), each once the previous one serves; returns, per
 /// replacement, the time from the request to the new generation answering.
-pub fn replace_times(run: &Run, first_generation: u64, count: u64, by_signal: bool) -> Vec<Duration> {
+pub fn replace_times(
+    run: &Run,
+    first_generation: u64,
+    count: u64,
+    by_signal: bool,
+) -> Vec<Duration> {
     (0..count)
         .map(|i| {
             let generation = first_generation + 1 + i;

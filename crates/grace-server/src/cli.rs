@@ -185,7 +185,11 @@ fn parse_signal(s: &str) -> Result<i32, String> {
         "USR2" => Signal::USR2,
         "WINCH" => Signal::WINCH,
         "KILL" => Signal::KILL,
-        _ => return Err("expected a signal name: TERM, INT, QUIT, HUP, USR1, USR2, WINCH, KILL".to_owned()),
+        _ => {
+            return Err(
+                "expected a signal name: TERM, INT, QUIT, HUP, USR1, USR2, WINCH, KILL".to_owned(),
+            )
+        }
     };
     Ok(signal.as_raw())
 }

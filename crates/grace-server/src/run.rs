@@ -12,7 +12,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::service::service_fn;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -121,7 +120,10 @@ fn run(args: &RunArgs, inherited: Inherited, log: &Log) -> Result<Ended, StartEr
         drop(listeners);
         let _ = supervisor.set(app.clone());
         let metrics = Metrics::new();
-        started.serve_admin(admin(started.shutdown().clone(), metrics.clone()));
+        started.serve_admin(Admin {
+            shutdown: started.shutdown().clone(),
+            metrics: metrics.clone(),
+        });
         let mut registry = prometheus_client::registry::Registry::default();
         registry.register_collector(Box::new(started.metrics_collector()));
         registry.register_collector(Box::new(AppCollector { app: app.clone() }));
@@ -163,9 +165,8 @@ fn server(
     }
     if let Some(path) = &args.control_socket {
         let app = app.clone();
-        let info = ServerInfo::new(None).with_app(move || {
-            app_state(&app.get().map(|app| app.status()).unwrap_or_default())
-        });
+        let info = ServerInfo::new(None)
+            .with_app(move || app_state(&app.get().map(|app| app.status()).unwrap_or_default()));
         server = server.control_socket(path, info);
     }
     server.initial(config)
@@ -188,18 +189,20 @@ fn app_state(status: &AppStatus) -> AppState {
 
 /// grace's own endpoints: `/healthz`, `/readyz` (failing once a stop
 /// began), `/metrics`.
-fn admin(
+#[derive(Clone)]
+struct Admin {
     shutdown: Shutdown,
     metrics: Arc<Metrics>,
-) -> impl hyper::service::Service<
-    Request<hyper::body::Incoming>,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
-> + Send
-       + Sync
-       + 'static {
-    service_fn(move |req: Request<hyper::body::Incoming>| {
+}
+
+type Answer = Response<Full<Bytes>>;
+
+impl<B> hyper::service::Service<Request<B>> for Admin {
+    type Response = Answer;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Answer, Infallible>>;
+
+    fn call(&self, req: Request<B>) -> Self::Future {
         let plain = |status, body: &'static str| {
             let mut res = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
             *res.status_mut() = status;
@@ -207,13 +210,13 @@ fn admin(
         };
         let res = match req.uri().path() {
             "/healthz" => plain(StatusCode::OK, "ok\n"),
-            "/readyz" if shutdown.is_ready() => plain(StatusCode::OK, "ready\n"),
+            "/readyz" if self.shutdown.is_ready() => plain(StatusCode::OK, "ready\n"),
             "/readyz" => plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
-            "/metrics" => metrics.respond(),
+            "/metrics" => self.metrics.respond(),
             _ => plain(StatusCode::NOT_FOUND, "not found\n"),
         };
         std::future::ready(Ok(res))
-    })
+    }
 }
 
 /// The app's tallies: generations, restarts by reason, failed starts.

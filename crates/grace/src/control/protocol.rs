@@ -227,7 +227,7 @@ pub struct Status {
     pub certificates: Vec<CertificateStatus>,
     /// The program `grace run` supervises (absent otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app: Option<AppState>,
+    pub app: Option<Box<AppState>>,
 }
 
 /// The supervised app (`grace run`), as `status` shows it.

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::protocol::{
-    AppState, CertificateStatus, ErrorKind, Exited, LastReload, Line, Progress, Reply, Request, Status,
-    MAX_REQUEST_LINE,
+    AppState, CertificateStatus, ErrorKind, Exited, LastReload, Line, Progress, Reply, Request,
+    Status, MAX_REQUEST_LINE,
 };
 use super::socket::ControlSocket;
 use crate::drain::Outcome;
@@ -467,7 +467,7 @@ fn status<T: Send + Sync + 'static>(ctx: &Context<T>) -> Status {
             .certificates
             .as_ref()
             .map_or_else(Vec::new, |f| f()),
-        app: ctx.info.app.as_ref().map(|f| f()),
+        app: ctx.info.app.as_ref().map(|f| Box::new(f())),
     }
 }
 

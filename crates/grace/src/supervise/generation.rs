@@ -157,7 +157,11 @@ async fn pass_through(stderr: ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
     let mut line = Vec::with_capacity(256);
     loop {
         line.clear();
-        match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line).await {
+        match (&mut reader)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut line)
+            .await
+        {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }

@@ -304,7 +304,11 @@ impl State {
         };
         match &result {
             Ok(generation) => {
-                tracing::info!(generation = number, pid = generation.pid, "app generation ready");
+                tracing::info!(
+                    generation = number,
+                    pid = generation.pid,
+                    "app generation ready"
+                );
                 self.update(|s| {
                     s.pid = Some(generation.pid);
                     s.generation = number;
