@@ -91,8 +91,15 @@ impl Run {
             .arg(dir.path().join("grace.pid"))
             .args(args)
             .arg("--")
-            .args(command)
-            .env("RUST_LOG", "info")
+            .args(command);
+        Run::spawn(cmd, dir)
+    }
+
+    /// Starts `cmd` (grace with its arguments), whose control socket is
+    /// `dir/control.sock` and pid file `dir/grace.pid`, and waits until the
+    /// first generation is ready.
+    pub fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Run {
+        cmd.env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

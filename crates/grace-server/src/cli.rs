@@ -44,7 +44,7 @@ pub enum Command {
     /// LISTEN_FDS) and restart it without dropping a connection: SIGHUP or
     /// `grace reload` replaces it with a new generation once that one is
     /// ready; a crash restarts it.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 /// How a command reaches the server: the control socket when given (with a
@@ -114,89 +114,89 @@ pub struct ServeArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
+    /// A configuration file: its `[app]` section says what to run (a
+    /// COMMAND given after `--` replaces its `command`), its `[server]`
+    /// section where to listen and how to stop. Re-read on every reload.
+    #[arg(long, short, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     /// Listen on this address for the app (repeat for several); the sockets
-    /// are passed to it as descriptors 3, 4, ...
-    #[arg(long, value_name = "ADDR", required = true)]
+    /// are passed to it as descriptors 3, 4, ... Replaces `[server] listen`.
+    #[arg(long, value_name = "ADDR")]
     pub listen: Vec<SocketAddr>,
     /// When a new generation is ready: `notify` (it sends READY=1 to
     /// NOTIFY_SOCKET, as gunicorn does) or `delay:DURATION` (it has run that
-    /// long, for programs that cannot tell).
-    #[arg(long, value_name = "notify|delay:DURATION", default_value = "notify", value_parser = parse_ready)]
-    pub ready: Readiness,
-    /// A generation not ready by then failed to start.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub ready_timeout: Duration,
+    /// long, for programs that cannot tell). Default: notify.
+    #[arg(long, value_name = "notify|delay:DURATION", value_parser = crate::config::parse_ready)]
+    pub ready: Option<Readiness>,
+    /// A generation not ready by then failed to start. Default: 30s.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub ready_timeout: Option<Duration>,
     /// The signal that stops a generation gracefully (TERM, INT, QUIT, ...).
-    #[arg(long, value_name = "SIGNAL", default_value = "TERM", value_parser = parse_signal)]
-    pub stop_signal: i32,
-    /// How long a generation may take to stop before it is killed.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub stop_timeout: Duration,
+    /// Default: TERM.
+    #[arg(long, value_name = "SIGNAL", value_parser = crate::config::parse_signal)]
+    pub stop_signal: Option<i32>,
+    /// How long a generation may take to stop before it is killed. Default: 30s.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub stop_timeout: Option<Duration>,
     /// On SIGTERM, how long /readyz fails before the app is stopped.
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
-    pub shutdown_delay: Duration,
+    /// Default: `[server] shutdown_delay`, or 0s.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Option<Duration>,
     /// The first wait between restarts after repeated crashes (doubled each
-    /// time, up to --backoff-max).
-    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = humantime::parse_duration)]
-    pub backoff: Duration,
-    /// The longest wait between restarts after crashes.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub backoff_max: Duration,
+    /// time, up to --backoff-max). Default: 100ms.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub backoff: Option<Duration>,
+    /// The longest wait between restarts after crashes. Default: 10s.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub backoff_max: Option<Duration>,
     /// Extra environment for the app (repeat for several).
     #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
     pub env: Vec<(OsString, OsString)>,
-    /// Serve grace's own /healthz, /readyz and /metrics here.
+    /// Serve grace's own /healthz, /readyz and /metrics here. Replaces
+    /// `[server] admin_listen`.
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
     /// Write grace's pid here once the app is ready; removed at exit.
     #[arg(long, value_name = "PATH")]
     pub pid_file: Option<PathBuf>,
     /// Answer control commands (`grace reload`, `status`, `stop`) on this
-    /// unix socket.
+    /// unix socket. Replaces `[server] control_socket`.
     #[arg(long, value_name = "PATH")]
     pub control_socket: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// The program to run, and its arguments.
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
-}
-
-fn parse_ready(s: &str) -> Result<Readiness, String> {
-    match s.split_once(':') {
-        None if s == "notify" => Ok(Readiness::Notify),
-        Some(("delay", d)) => humantime::parse_duration(d)
-            .map(Readiness::Delay)
-            .map_err(|e| format!("{d:?}: {e}")),
-        _ => Err("expected `notify` or `delay:DURATION` (such as delay:2s)".to_owned()),
-    }
-}
-
-fn parse_signal(s: &str) -> Result<i32, String> {
-    let name = s.strip_prefix("SIG").unwrap_or(s);
-    use rustix::process::Signal;
-    let signal = match name.to_ascii_uppercase().as_str() {
-        "TERM" => Signal::TERM,
-        "INT" => Signal::INT,
-        "QUIT" => Signal::QUIT,
-        "HUP" => Signal::HUP,
-        "USR1" => Signal::USR1,
-        "USR2" => Signal::USR2,
-        "WINCH" => Signal::WINCH,
-        "KILL" => Signal::KILL,
-        _ => {
-            return Err(
-                "expected a signal name: TERM, INT, QUIT, HUP, USR1, USR2, WINCH, KILL".to_owned(),
-            )
-        }
-    };
-    Ok(signal.as_raw())
 }
 
 fn parse_env(s: &str) -> Result<(OsString, OsString), String> {
     match s.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.into(), value.into())),
         _ => Err("expected NAME=VALUE".to_owned()),
+    }
+}
+
+impl RunArgs {
+    /// `grace serve` with a configuration that has an `[app]` section.
+    pub fn from_serve(args: &ServeArgs, config: PathBuf) -> RunArgs {
+        RunArgs {
+            config: Some(config),
+            listen: Vec::new(),
+            ready: None,
+            ready_timeout: None,
+            stop_signal: None,
+            stop_timeout: None,
+            shutdown_delay: None,
+            backoff: None,
+            backoff_max: None,
+            env: Vec::new(),
+            admin_listen: None,
+            pid_file: args.pid_file.clone(),
+            control_socket: args.control_socket.clone(),
+            log_format: args.log_format,
+            command: Vec::new(),
+        }
     }
 }

@@ -23,36 +23,105 @@ use grace::supervise::{AppSpec, AppStatus, Backoff, GenerationError, Stopped, Su
 use grace::{BoxError, DrainSettings, Outcome, Server, Shutdown, StartError};
 
 use crate::cli::RunArgs;
+use crate::config::{ConfigError, Source};
 use crate::exit;
 use crate::logging::{self, Log};
 use crate::metrics::Metrics;
 
-/// What the supervisor runs, and how grace around it stops.
+/// What the supervisor runs, and how grace around it stops: the command
+/// line over the configuration file's `[app]` and `[server]`.
 #[derive(Debug, Clone)]
 struct RunConfig {
     listen: Vec<std::net::SocketAddr>,
+    admin_listen: Option<std::net::SocketAddr>,
+    control_socket: Option<std::path::PathBuf>,
     app: AppSpec,
     shutdown_delay: Duration,
+    shutdown_timeout: Duration,
+}
+
+/// Why the command line and the file do not make a `grace run`.
+#[derive(Debug, thiserror::Error)]
+enum SettleError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Usage(&'static str),
+}
+
+impl SettleError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            SettleError::Config(_) => exit::CONFIG,
+            SettleError::Usage(_) => exit::USAGE,
+        }
+    }
 }
 
 impl RunConfig {
-    fn from_args(args: &RunArgs) -> RunConfig {
-        RunConfig {
-            listen: args.listen.clone(),
-            app: AppSpec {
-                env: args.env.clone(),
-                ready: args.ready,
-                ready_timeout: args.ready_timeout,
-                stop_signal: args.stop_signal,
-                stop_timeout: args.stop_timeout,
-                backoff: Backoff {
-                    initial: args.backoff,
-                    max: args.backoff_max,
-                },
-                ..AppSpec::new(args.command.iter().cloned())
-            },
-            shutdown_delay: args.shutdown_delay,
+    /// Reads the configuration file (if any) and lays the command line over it.
+    fn settle(args: &RunArgs) -> Result<RunConfig, SettleError> {
+        let file = match &args.config {
+            Some(path) => Some(Source::File(path.clone()).load()?),
+            None => None,
+        };
+        let mut app =
+            match (
+                file.as_ref().and_then(|f| f.app.clone()),
+                args.command.is_empty(),
+            ) {
+                (_, false) => {
+                    let from_cli = AppSpec::new(args.command.iter().cloned());
+                    match file.as_ref().and_then(|f| f.app.clone()) {
+                        Some(spec) => AppSpec {
+                            command: from_cli.command,
+                            ..spec
+                        },
+                        None => from_cli,
+                    }
+                }
+                (Some(spec), true) => spec,
+                (None, true) => return Err(SettleError::Usage(
+                    "nothing to run: give a command after `--`, or an [app] section with --config",
+                )),
+            };
+        let server = file.as_ref().map(|f| &f.server);
+        let listen = if args.listen.is_empty() {
+            server.map(|s| s.listen.clone()).unwrap_or_default()
+        } else {
+            args.listen.clone()
+        };
+        if listen.is_empty() {
+            return Err(SettleError::Usage(
+                "no address to listen on: give --listen, or `listen` in [server]",
+            ));
         }
+        if let Some(ready) = args.ready {
+            app.ready = ready;
+        }
+        app.ready_timeout = args.ready_timeout.unwrap_or(app.ready_timeout);
+        app.stop_signal = args.stop_signal.unwrap_or(app.stop_signal);
+        app.stop_timeout = args.stop_timeout.unwrap_or(app.stop_timeout);
+        app.backoff = Backoff {
+            initial: args.backoff.unwrap_or(app.backoff.initial),
+            max: args.backoff_max.unwrap_or(app.backoff.max),
+        };
+        app.env.extend(args.env.iter().cloned());
+        let defaults = DrainSettings::default();
+        Ok(RunConfig {
+            listen,
+            admin_listen: args.admin_listen.or(server.and_then(|s| s.admin_listen)),
+            control_socket: args
+                .control_socket
+                .clone()
+                .or_else(|| server.and_then(|s| s.control_socket.clone())),
+            app,
+            shutdown_delay: args
+                .shutdown_delay
+                .or(server.map(|s| s.shutdown_delay))
+                .unwrap_or(defaults.delay),
+            shutdown_timeout: server.map_or(defaults.timeout, |s| s.shutdown_timeout),
+        })
     }
 }
 
@@ -69,9 +138,18 @@ pub fn main(args: &RunArgs) -> u8 {
     // First, while this is the only thread: see `serve` in main.rs.
     let inherited = Inherited::take();
     let log = logging::init(args.log_format);
+    let config = match RunConfig::settle(args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            tracing::error!("refusing to start: {e}");
+            log.report_final();
+            return e.exit_code();
+        }
+    };
     let result = inherited
         .map_err(StartError::from)
-        .and_then(|inherited| run(args, inherited, &log));
+        .and_then(|inherited| run(args, config, inherited, &log));
     let code = match result {
         Ok(Ended::FirstFailed(e)) => {
             eprintln!("error: the app did not start: {e}");
@@ -99,8 +177,12 @@ pub fn main(args: &RunArgs) -> u8 {
     code
 }
 
-fn run(args: &RunArgs, inherited: Inherited, log: &Log) -> Result<Ended, StartError> {
-    let config = RunConfig::from_args(args);
+fn run(
+    args: &RunArgs,
+    config: RunConfig,
+    inherited: Inherited,
+    log: &Log,
+) -> Result<Ended, StartError> {
     // The reload below replaces the app: it needs the supervisor, which
     // exists only once the server has its listeners.
     let supervisor: Arc<OnceLock<Arc<Supervisor>>> = Arc::default();
@@ -139,31 +221,46 @@ fn server(
     config: RunConfig,
     supervisor: Arc<OnceLock<Arc<Supervisor>>>,
 ) -> Server<RunConfig> {
-    let current = config.clone();
     let app = supervisor.clone();
+    let reload_args = args.clone();
     // Runs off the async threads (the reloader's blocking pool), so it may
     // wait for the new generation there.
     let replace = move || -> Result<RunConfig, BoxError> {
+        // The file again, if any: a new command or timeouts take effect now.
+        let new = RunConfig::settle(&reload_args)?;
         let app = supervisor.get().ok_or("the app is not started yet")?;
-        let generation = tokio::runtime::Handle::current().block_on(app.replace(None))?;
+        let generation =
+            tokio::runtime::Handle::current().block_on(app.replace(Some(new.app.clone())))?;
         tracing::info!(generation, "app replaced: the new generation serves");
-        Ok(current.clone())
+        Ok(new)
     };
     let mut server = Server::new(replace)
         .listen_with(|c: &RunConfig| c.listen.clone())
         .drain_settings(|c: &RunConfig| DrainSettings {
             delay: c.shutdown_delay,
+            timeout: c.shutdown_timeout,
             ..DrainSettings::default()
+        })
+        .prepare_reload(|old: &RunConfig, new: &RunConfig| {
+            if (&old.listen, old.admin_listen, &old.control_socket)
+                != (&new.listen, new.admin_listen, &new.control_socket)
+            {
+                tracing::warn!(
+                    "`listen`, `admin_listen` and `control_socket` changes take effect at the next \
+                     start or upgrade"
+                );
+            }
+            Ok::<_, BoxError>(None)
         })
         // A new grace is ready once its first app generation is.
         .upgrade_timeout_with(|c: &RunConfig| c.app.ready_timeout + Duration::from_secs(10));
-    if let Some(addr) = args.admin_listen {
+    if let Some(addr) = config.admin_listen {
         server = server.admin(addr);
     }
     if let Some(path) = &args.pid_file {
         server = server.pid_file(path);
     }
-    if let Some(path) = &args.control_socket {
+    if let Some(path) = &config.control_socket {
         let app = app.clone();
         let info = ServerInfo::new(None)
             .with_app(move || app_state(&app.get().map(|app| app.status()).unwrap_or_default()));

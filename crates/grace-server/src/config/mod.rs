@@ -1,6 +1,7 @@
 //! The server's configuration: read, parsed as written (`raw`), then checked
 //! and settled into a [`Config`] that the request path uses as is.
 
+mod app;
 mod error;
 mod hints;
 mod listen;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+pub use app::{parse_ready, parse_signal};
 pub use error::{ConfigError, Origin};
 use grace::Limits;
 use raw::{RawConfig, RawLimits, RawServer};
@@ -48,6 +50,9 @@ pub struct Config {
     pub limits: Limits,
     /// `[server.tls]`, with its certificates loaded and checked.
     pub tls: Option<TlsSettings>,
+    /// `[app]`: a program to supervise (`grace run`) instead of serving
+    /// routes.
+    pub app: Option<grace::supervise::AppSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,6 +206,10 @@ impl Checker {
             Some(raw_tls) => Some(self.tls(raw_tls, &server)?),
         };
         let routes = self.routes(raw.message.as_ref(), &raw.routes, &server)?;
+        let app = match raw.app {
+            None => None,
+            Some(app) => Some(self.app(app)?),
+        };
         let mut limits = self.limits(raw.limits)?;
         if let Some(tls) = &tls {
             limits.tls_handshake_timeout = tls.handshake_timeout;
@@ -210,6 +219,7 @@ impl Checker {
             routes,
             limits,
             tls,
+            app,
         })
     }
 
