@@ -458,7 +458,7 @@ headers = { "x-app" = "grace", "content-type" = "application/json" }
     fn errors_name_the_file_line_and_column() {
         assert_eq!(
             err("message = \"a\"\nbogus = 1\n"),
-            "c.toml:2:1: unknown field `bogus`, expected one of `message`, `server`, `routes`, `limits`"
+            "c.toml:2:1: unknown field `bogus`, expected one of `message`, `server`, `routes`, `limits`, `app`"
         );
         assert_eq!(
             err("[server]\nlisten = [\"127.0.0.1\"]\n"),
