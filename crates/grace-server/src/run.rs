@@ -210,7 +210,14 @@ fn run(
         registry.register_collector(Box::new(started.metrics_collector()));
         registry.register_collector(Box::new(AppCollector { app: app.clone() }));
         metrics.install(registry);
-        let outcome = started.run().await?;
+        let outcome = match started.run().await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // Not left running on our sockets once we are gone.
+                app.stop().await;
+                return Err(e);
+            }
+        };
         let stopped = app.stop().await;
         Ok(Ended::Stopped(outcome, stopped))
     })
