@@ -107,6 +107,8 @@ impl RunConfig {
             max: args.backoff_max.unwrap_or(app.backoff.max),
         };
         app.env.extend(args.env.iter().cloned());
+        // grace runs nothing else: whatever the app leaves behind is its.
+        app.adopt_orphans = true;
         let defaults = DrainSettings::default();
         Ok(RunConfig {
             listen,

@@ -464,10 +464,15 @@ impl Handoff {
         // is what a server that outlives the process it replaced needs.
         command.process_group(0);
         plan.install(&mut command);
+        // Registered before it can exit, and for good: a supervisor adopting
+        // orphans must never reap it nor stop it (it outlives us once ready).
+        let mut waited = crate::supervise::waited();
         let child = command.spawn().map_err(|source| UpgradeError::Spawn {
             program: self.program.clone(),
             source,
         })?;
+        waited.insert(child.id().unwrap_or(0));
+        drop(waited);
         // The child has its copies; ours close here.
         drop(keep_alive);
         Ok((child, ready_read))

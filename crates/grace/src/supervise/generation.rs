@@ -18,6 +18,7 @@ use tokio::process::{Child, ChildStderr, Command};
 use tokio::task::JoinHandle;
 
 use super::notify_socket::NotifySocket;
+use super::orphans::waited;
 use super::{AppSpec, GenerationError, StderrTail};
 use crate::handoff::inherit::{encode_name, LISTEN_FDS_START, READY_FD_VAR};
 use crate::handoff::sys::ExecPlan;
@@ -37,6 +38,13 @@ pub(super) struct Generation {
     pub(super) notify: NotifySocket,
     tail: Arc<Mutex<VecDeque<String>>>,
     copier: Option<JoinHandle<()>>,
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        // Reaped by now, or nobody waits for it: the orphan reaper may.
+        waited().remove(&self.pid);
+    }
 }
 
 impl Generation {
@@ -125,13 +133,18 @@ pub(super) fn spawn(
     // script's children), none left holding the sockets.
     command.process_group(0);
     plan.install(&mut command);
+    // Held until the pid is registered: the orphan reaper must not take the
+    // exit status of a leader that exits at once.
+    let mut registered = waited();
     let mut child = command.spawn().map_err(|source| GenerationError::Spawn {
         program: program.clone(),
         source,
     })?;
+    let pid = child.id().unwrap_or(0);
+    registered.insert(pid);
+    drop(registered);
     // The child has its copies; ours close here.
     drop(keep_alive);
-    let pid = child.id().unwrap_or(0);
     let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
     let copier = child
         .stderr

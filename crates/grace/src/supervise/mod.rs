@@ -45,6 +45,7 @@
 mod backoff;
 mod generation;
 mod notify_socket;
+mod orphans;
 mod supervisor;
 
 use std::ffi::OsString;
@@ -55,6 +56,7 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 pub use backoff::Backoff;
+pub(crate) use orphans::waited;
 pub use supervisor::{AppStatus, Supervisor};
 
 /// When a new generation counts as ready to serve.
@@ -85,6 +87,14 @@ pub struct AppSpec {
     pub stop_timeout: Duration,
     /// The wait between restarts after crashes.
     pub backoff: Backoff,
+    /// Adopt what the app leaves behind: make this process a child
+    /// subreaper (PID 1 is one already), reap the orphans it gets, and stop
+    /// them (the stop signal, SIGKILL after the stop timeout) when the app
+    /// stops, so that a daemonising program is still stopped. A
+    /// process-wide change: every orphan of every child of this process
+    /// becomes its own. Only for a process that runs nothing else.
+    /// Default: off.
+    pub adopt_orphans: bool,
 }
 
 impl AppSpec {
@@ -103,6 +113,7 @@ impl AppSpec {
             stop_signal: libc::SIGTERM,
             stop_timeout: Duration::from_secs(30),
             backoff: Backoff::default(),
+            adopt_orphans: false,
         }
     }
 

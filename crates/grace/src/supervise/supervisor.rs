@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::generation::{spawn, Generation};
+use super::orphans::{self, Orphans};
 use super::{AppSpec, GenerationError, Readiness, Stopped};
 use crate::handoff::group::stop_group;
 use crate::listener::Listener;
@@ -87,6 +88,9 @@ impl Supervisor {
             .map(|l| Ok((l.name().to_owned(), l.as_fd().try_clone_to_owned()?)))
             .collect::<std::io::Result<Vec<_>>>()?;
         let dir = runtime_dir()?;
+        if spec.adopt_orphans {
+            orphans::adopt()?;
+        }
         let stopping = CancellationToken::new();
         let status = Arc::new(Mutex::new(AppStatus::default()));
         let mut state = State {
@@ -236,8 +240,9 @@ impl State {
                     }
                     Some(Request::Stop(reply)) => {
                         let stopped = self.stop(current.take()).await;
+                        self.finish().await;
                         let _ = reply.send(stopped);
-                        break;
+                        return;
                     }
                     None => {
                         self.stop(current.take()).await;
@@ -285,8 +290,18 @@ impl State {
                 }
             }
         }
+        self.finish().await;
+    }
+
+    /// Waits for the retiring generations, then stops what the app left
+    /// behind (when adopting orphans).
+    async fn finish(&self) {
         self.retiring.close();
         self.retiring.wait().await;
+        if self.spec.adopt_orphans {
+            let signal = Signal::from_named_raw(self.spec.stop_signal).unwrap_or(Signal::TERM);
+            Orphans.stop_adopted(signal, self.spec.stop_timeout).await;
+        }
         let _ = std::fs::remove_dir(&self.dir);
     }
 
