@@ -126,7 +126,7 @@ async fn wait_empty(group: Pid, deadline: Instant) -> bool {
     }
 }
 
-pub(crate) fn has_live_member(group: Pid) -> bool {
+fn has_live_member(group: Pid) -> bool {
     match test_kill_process_group(group) {
         Err(Errno::SRCH) => false,
         // The kernel still counts zombies (exited, not yet reaped by their
