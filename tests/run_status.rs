@@ -61,3 +61,38 @@ fn status_and_metrics_count_generations_restarts_and_failed_starts() {
     run.signal(Signal::TERM);
     assert_eq!(run.wait_exit(SOON), Some(0));
 }
+
+#[test]
+fn under_systemd_grace_is_ready_once_the_first_generation_is() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify.sock");
+    let systemd = UnixDatagram::bind(&notify).unwrap();
+    systemd.set_read_timeout(Some(SOON)).unwrap();
+    let mut grace = std::process::Command::new(support::BIN);
+    grace
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--ready",
+            "notify",
+            "--control-socket",
+        ])
+        .arg(dir.path().join("control.sock"))
+        .arg("--")
+        .args(gunicorn(1))
+        .env("NOTIFY_SOCKET", &notify);
+    let run = Run::spawn(grace, dir);
+    let mut buf = [0u8; 4096];
+    let n = systemd.recv(&mut buf).unwrap();
+    let first = String::from_utf8_lossy(&buf[..n]).into_owned();
+    // grace's own, not gunicorn's ("Gunicorn arbiter booted" goes to the
+    // generation's socket), and only once that generation was ready.
+    assert!(first.contains("READY=1"), "{first}");
+    assert!(first.contains("STATUS=serving generation 1"), "{first}");
+    assert!(run
+        .log()
+        .text()
+        .contains("app generation ready generation=1 "));
+}
