@@ -6,6 +6,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod app;
 pub mod h2;
 pub mod http;
 pub mod load;

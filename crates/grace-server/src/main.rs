@@ -8,6 +8,7 @@ mod exit;
 mod logging;
 mod metrics;
 mod routes;
+mod run;
 mod serve;
 mod status;
 mod stdio;
@@ -35,15 +36,31 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        None => serve(&cli.serve),
-        Some(Command::Serve(args)) => serve(&args),
+        None => serve_or_run(&cli.serve),
+        Some(Command::Serve(args)) => serve_or_run(&args),
         Some(Command::Check(args)) => check(&source(args.config)),
         Some(Command::Status(args)) => client::run(Action::Status, &args),
         Some(Command::Reload(args)) => client::run(Action::Reload, &args),
         Some(Command::Upgrade(args)) => client::run(Action::Upgrade, &args),
         Some(Command::Stop(args)) => client::run(Action::Stop { wait: args.wait }, &args.client),
+        Some(Command::Run(args)) => run::main(&args),
     };
     ExitCode::from(code)
+}
+
+/// `grace serve`; with an `[app]` section in the configuration, `grace run`
+/// on it.
+fn serve_or_run(args: &cli::ServeArgs) -> u8 {
+    if let Some(path) = &args.config.config {
+        // A broken file is reported by `serve`, as without `[app]`.
+        if Source::File(path.clone())
+            .load()
+            .is_ok_and(|config| config.app.is_some())
+        {
+            return run::main(&cli::RunArgs::from_serve(args, path.clone()));
+        }
+    }
+    serve(args)
 }
 
 /// `grace serve`, and the one place its failures become exit statuses.

@@ -126,6 +126,7 @@ mod server;
 pub mod signals;
 #[cfg(feature = "control")]
 pub mod status;
+pub mod supervise;
 #[cfg(feature = "tls")]
 pub mod tls;
 #[cfg(feature = "watch")]

@@ -165,6 +165,16 @@ fn print_status(s: &Status) {
     if let Some(path) = &s.config_path {
         println!("config: {path}");
     }
+    if let Some(app) = &s.app {
+        let pid = app.pid.map_or("none".to_owned(), |p| p.to_string());
+        println!(
+            "app: pid {pid}, generation {}, {} restarts ({} replaced, {} after a crash), {} failed starts",
+            app.generation, app.restarts, app.replaced, app.crash_restarts, app.failed_starts
+        );
+        if let Some(exit) = &app.last_exit {
+            println!("app last exit: {exit}");
+        }
+    }
     println!(
         "connections: {}, requests in flight: {}",
         s.connections, s.requests

@@ -48,6 +48,10 @@ impl Checker {
             Some(raw_tls) => Some(self.tls(raw_tls, &server)?),
         };
         let routes = self.routes(raw.message.as_ref(), &raw.routes, &server)?;
+        let app = match raw.app {
+            None => None,
+            Some(app) => Some(self.app(app)?),
+        };
         let mut limits = self.limits(raw.limits)?;
         if let Some(tls) = &tls {
             limits.tls_handshake_timeout = tls.handshake_timeout;
@@ -57,6 +61,7 @@ impl Checker {
             routes,
             limits,
             tls,
+            app,
         })
     }
 

@@ -1,6 +1,7 @@
 //! The server's configuration: read, parsed as written (`raw`), then checked
 //! and settled into a [`Config`] that the request path uses as is.
 
+mod app;
 mod check;
 mod error;
 mod hints;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use app::{parse_ready, parse_signal};
 use check::Checker;
 pub use error::{ConfigError, Origin};
 use grace::Limits;
@@ -47,6 +49,9 @@ pub struct Config {
     pub limits: Limits,
     /// `[server.tls]`, with its certificates loaded and checked.
     pub tls: Option<TlsSettings>,
+    /// `[app]`: a program to supervise (`grace run`) instead of serving
+    /// routes.
+    pub app: Option<grace::supervise::AppSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,7 +229,7 @@ headers = { "x-app" = "grace", "content-type" = "application/json" }
     fn errors_name_the_file_line_and_column() {
         assert_eq!(
             err("message = \"a\"\nbogus = 1\n"),
-            "c.toml:2:1: unknown field `bogus`, expected one of `message`, `server`, `routes`, `limits`"
+            "c.toml:2:1: unknown field `bogus`, expected one of `message`, `server`, `routes`, `limits`, `app`"
         );
         assert_eq!(
             err("[server]\nlisten = [\"127.0.0.1\"]\n"),

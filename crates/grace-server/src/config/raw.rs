@@ -18,6 +18,7 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     #[serde(default)]
     pub limits: RawLimits,
+    pub app: Option<Spanned<super::app::RawApp>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,8 +7,8 @@ use tokio_util::task::TaskTracker;
 
 use super::framing::Conn;
 use super::protocol::{
-    CertificateStatus, ErrorKind, Exited, LastReload, Outcome, Progress, ReloadResult, Reply,
-    Request, Status,
+    AppState, CertificateStatus, ErrorKind, Exited, LastReload, Outcome, Progress, ReloadResult,
+    Reply, Request, Status,
 };
 use crate::drain::Outcome as DrainOutcome;
 use crate::drain::Shutdown;
@@ -22,6 +22,7 @@ const PROGRESS_TICK: Duration = Duration::from_millis(250);
 const PROGRESS_HEARTBEAT: Duration = Duration::from_secs(1);
 
 type CertificatesFn = dyn Fn() -> Vec<CertificateStatus> + Send + Sync;
+type AppFn = dyn Fn() -> AppState + Send + Sync;
 
 /// What `status` reports beyond the lifecycle's own state.
 ///
@@ -40,6 +41,7 @@ pub struct ServerInfo {
     pub config_path: Option<String>,
     started: Instant,
     certificates: Option<Arc<CertificatesFn>>,
+    app: Option<Arc<AppFn>>,
 }
 
 impl std::fmt::Debug for ServerInfo {
@@ -58,6 +60,7 @@ impl ServerInfo {
             config_path,
             started: Instant::now(),
             certificates: None,
+            app: None,
         }
     }
 
@@ -83,6 +86,13 @@ impl ServerInfo {
         certificates: impl Fn() -> Vec<CertificateStatus> + Send + Sync + 'static,
     ) -> Self {
         self.certificates = Some(Arc::new(certificates));
+        self
+    }
+
+    /// `status` shows the supervised app's state as `app` returns it,
+    /// called per request (`grace run`).
+    pub fn with_app(mut self, app: impl Fn() -> AppState + Send + Sync + 'static) -> Self {
+        self.app = Some(Arc::new(app));
         self
     }
 }
@@ -234,6 +244,7 @@ pub(crate) fn status_of<T: Send + Sync + 'static>(
         requests: shutdown.requests(),
         last_reload,
         certificates: info.certificates.as_ref().map_or_else(Vec::new, |f| f()),
+        app: info.app.as_ref().map(|f| Box::new(f())),
     }
 }
 

@@ -212,6 +212,29 @@ pub struct Status {
     /// The certificates TLS listeners serve now (absent without TLS).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<CertificateStatus>,
+    /// The program `grace run` supervises (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<Box<AppState>>,
+}
+
+/// The supervised app (`grace run`), as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppState {
+    /// The serving generation's pid; absent between a crash and its restart.
+    pub pid: Option<u32>,
+    /// The serving generation's number (the first is 1).
+    pub generation: u64,
+    /// New generations that took over, for any reason.
+    pub restarts: u64,
+    /// Of those, replacements (reloads).
+    pub replaced: u64,
+    /// Of those, restarts after a crash.
+    pub crash_restarts: u64,
+    /// Generations that failed to start.
+    pub failed_starts: u64,
+    /// How the last generation to end ended, such as
+    /// `generation 2: exit status: 0`.
+    pub last_exit: Option<String>,
 }
 
 /// A certificate served now, as `status` shows it.
@@ -435,6 +458,7 @@ mod tests {
                 at: 3.0,
             }),
             certificates: Vec::new(),
+            app: None,
         };
         assert_eq!(
             serde_json::to_string(&Line::from(Reply::Status(status))).unwrap(),

@@ -31,6 +31,24 @@ const KILL_WAIT: Duration = Duration::from_secs(2);
 /// Stops a child that failed to take over, with every process still in its
 /// group: SIGTERM (each drains whatever it may have accepted), then SIGKILL
 /// to what is left after [`GRACE_PERIOD`]. The child is always reaped.
+pub(super) async fn stop(child: &mut Child, pid: u32) {
+    stop_group(child, pid, Signal::TERM, GRACE_PERIOD).await;
+}
+
+/// How a process group's stop ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GroupStop {
+    /// The leader's exit status, once reaped.
+    pub(crate) status: Option<std::process::ExitStatus>,
+    /// Whether SIGKILL was needed: the leader or another member outlived
+    /// the grace period.
+    pub(crate) killed: bool,
+}
+
+/// Stops `child` (pid `pid`, leader of its own process group) and every
+/// process still in that group: `signal`, then SIGKILL to what is left after
+/// `grace`. The child is always reaped; resolves once the group is empty or
+/// SIGKILL did not empty it within [`KILL_WAIT`].
 ///
 /// When the child itself already exited (and was reaped), its pid still
 /// names the group as long as any member lives: the kernel does not hand out
@@ -39,28 +57,45 @@ const KILL_WAIT: Duration = Duration::from_secs(2);
 /// the microseconds between the reaping and this call; then the signal would
 /// miss nothing of ours but reach a stranger. We accept that window rather
 /// than wait for exits without reaping.
-pub(super) async fn stop(child: &mut Child, pid: u32) {
+pub(crate) async fn stop_group(
+    child: &mut Child,
+    pid: u32,
+    signal_first: Signal,
+    grace: Duration,
+) -> GroupStop {
     let Some(group) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
         // No pid: tokio lost it only once the child was reaped; kill what we can.
         let _ = child.kill().await;
-        return;
+        return GroupStop {
+            status: child.try_wait().ok().flatten(),
+            killed: true,
+        };
     };
-    signal(group, Signal::TERM);
-    let deadline = Instant::now() + GRACE_PERIOD;
-    let child_gone = tokio::time::timeout_at(deadline, child.wait())
+    signal(group, signal_first);
+    let deadline = Instant::now() + grace;
+    let status = tokio::time::timeout_at(deadline, child.wait())
         .await
-        .is_ok();
-    if child_gone && wait_empty(group, deadline).await {
-        return;
+        .ok()
+        .and_then(Result::ok);
+    if status.is_some() && wait_empty(group, deadline).await {
+        return GroupStop {
+            status,
+            killed: false,
+        };
     }
     tracing::warn!(
         pid,
-        "the failed new process or one it started ignored SIGTERM; killing its process group"
+        signal = ?signal_first,
+        "a process of the group ignored the stop signal; killing the process group"
     );
     signal(group, Signal::KILL);
     let _ = child.kill().await;
     if !wait_empty(group, Instant::now() + KILL_WAIT).await {
-        tracing::error!(pid, "processes of the failed upgrade survive SIGKILL");
+        tracing::error!(pid, "processes of the group survive SIGKILL");
+    }
+    GroupStop {
+        status: status.or_else(|| child.try_wait().ok().flatten()),
+        killed: true,
     }
 }
 
@@ -70,7 +105,7 @@ fn signal(group: Pid, signal: Signal) {
         Ok(()) | Err(Errno::SRCH) => {}
         Err(e) => tracing::warn!(
             group = group.as_raw_nonzero().get(),
-            "cannot signal the failed new process's group: {e}"
+            "cannot signal a process group: {e}"
         ),
     }
 }

@@ -12,12 +12,12 @@
 //!
 //! All `unsafe` code of grace lives in the private `sys` module here.
 
-mod group;
-mod inherit;
+pub(crate) mod group;
+pub(crate) mod inherit;
 mod ready;
 mod status;
 pub(crate) mod sys;
-mod upgrade;
+pub(crate) mod upgrade;
 
 pub use inherit::{ActivationError, Inherited};
 pub use ready::ReadyPipe;

@@ -524,10 +524,15 @@ impl Handoff {
         // is what a server that outlives the process it replaced needs.
         command.process_group(0);
         plan.install(&mut command);
+        // Registered before it can exit, and for good: a supervisor adopting
+        // orphans must never reap it nor stop it (it outlives us once ready).
+        let mut waited = crate::supervise::waited();
         let child = command.spawn().map_err(|source| UpgradeError::Spawn {
             program: self.program.clone(),
             source,
         })?;
+        waited.insert(child.id().unwrap_or(0));
+        drop(waited);
         // The child has its copies; ours close here.
         drop(keep_alive);
         Ok((child, ready_read))
@@ -623,7 +628,7 @@ async fn shutdown_started(phase: &mut tokio::sync::watch::Receiver<crate::drain:
         .is_ok();
 }
 
-fn resolve_program(arg0: &OsStr) -> io::Result<PathBuf> {
+pub(crate) fn resolve_program(arg0: &OsStr) -> io::Result<PathBuf> {
     let path = Path::new(arg0);
     if arg0.as_encoded_bytes().contains(&b'/') {
         return Ok(if path.is_absolute() {

@@ -226,6 +226,14 @@ impl<T: Send + Sync + 'static> Started<T> {
         })
     }
 
+    /// Takes the main listeners to run another program on them instead of
+    /// serving them here (see [`crate::supervise`]); then [`Started::serve`]
+    /// is not called, and listen changes on reload are not applied. They
+    /// are still handed over on upgrade.
+    pub fn take_listeners(&mut self) -> Vec<Listener> {
+        std::mem::take(&mut self.listeners)
+    }
+
     /// Serves `service` on the main listeners, tallying requests into
     /// `stats` if given, under the configured limits (followed on reload),
     /// and applies listen changes on each reload from now on.
