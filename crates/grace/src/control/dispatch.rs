@@ -123,6 +123,10 @@ impl<T: Send + Sync + 'static> Handlers<T> {
     /// begun, completes without this future.
     pub(super) async fn dispatch(&self, request: Request, conn: &mut Conn) {
         let c = &self.controller;
+        // A successful upgrade's verdict comes once our listeners are closed,
+        // when the drain may already be over: `close` waits for this line
+        // too, or the process could exit before the client hears it.
+        let _answering = matches!(request, Request::Upgrade {}).then(|| self.waiters.token());
         let reply = match request {
             Request::Stop { wait } => {
                 // Counted from here to the last line: `close` waits for it.
