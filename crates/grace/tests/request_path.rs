@@ -1,15 +1,12 @@
 //! What serving one request costs the server's threads, counted
-//! deterministically: heap allocations on the runtime's threads per
+//! deterministically: heap allocations per
 //! keep-alive HTTP/1 request, with the request tallies on. Counting instead
 //! of timing: the bound holds on a loaded machine, and a new per-request
 //! allocation (a timer, a boxed future, a cloned map) shows at once.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::convert::Infallible;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use grace::metrics::RequestStats;
@@ -19,52 +16,17 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 
-/// Counts the allocations of threads that asked to be counted (the
-/// runtime's), not those of the test's client.
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static COUNTED: Cell<bool> = const { Cell::new(false) };
-}
-
-fn count() {
-    if COUNTED.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; counting
-// touches only an atomic and a const-initialised thread-local.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract, passed on.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract, passed on.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract, passed on.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract, passed on.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+// Counts every thread's allocations: the client below makes none per
+// request (one buffer, reused), so what is counted is the server's.
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+
+fn allocations() -> usize {
+    let stats = GLOBAL.stats();
+    stats.allocations + stats.reallocations
+}
 
 const BODY: &str = "Before hot reload";
 
@@ -93,7 +55,7 @@ fn respond() -> Response<Full<Bytes>> {
     res
 }
 
-/// Allocations per request on the runtime's threads, after a warm-up.
+/// Allocations per request, after a warm-up.
 fn allocations_per_request(addr: SocketAddr) -> f64 {
     let mut stream = TcpStream::connect(addr).unwrap();
     let mut buf = vec![0u8; 4096];
@@ -101,18 +63,17 @@ fn allocations_per_request(addr: SocketAddr) -> f64 {
         get(&mut stream, &mut buf);
     }
     const REQUESTS: u64 = 2000;
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     for _ in 0..REQUESTS {
         get(&mut stream, &mut buf);
     }
-    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / REQUESTS as f64
+    (allocations() - before) as f64 / REQUESTS as f64
 }
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .on_thread_start(|| COUNTED.with(|c| c.set(true)))
         .build()
         .unwrap()
 }
