@@ -53,6 +53,10 @@ pub(crate) struct Activity {
     // for the request head it waits for now (the connection's start, or the
     // end of the previous response); `NO_HEAD` while a request is in flight.
     head_from_ms: AtomicU64,
+    // HTTP/1: set by each read that brought bytes, cleared when a response
+    // ends: bytes of a next head on their way. Read by the idle check, so a
+    // read costs no clock read.
+    read: AtomicBool,
 }
 
 /// See `Activity::head_from_ms`.
@@ -74,6 +78,7 @@ impl Activity {
             sending: AtomicUsize::new(0),
             wrote: AtomicBool::new(false),
             head_from_ms: AtomicU64::new(0),
+            read: AtomicBool::new(false),
         })
     }
 
@@ -113,7 +118,10 @@ impl Activity {
     }
 
     /// Resolves once the connection has had no request in flight for
-    /// `timeout` (checked at least every `timeout`).
+    /// `timeout` (checked at least every `timeout`). On HTTP/1, bytes read
+    /// since the last response (a head on its way) count as activity at the
+    /// check that sees them: the close then comes between one and two
+    /// timeouts after the last byte.
     ///
     /// # Cancel safety
     /// Cancel safe.
@@ -121,7 +129,11 @@ impl Activity {
         loop {
             let quiet = self.quiet_for();
             if quiet >= timeout && self.in_flight.load(Ordering::Relaxed) == 0 {
-                return;
+                if !self.read.swap(false, Ordering::Relaxed) {
+                    return;
+                }
+                self.touch(Instant::now());
+                continue;
             }
             // A request in flight is not idle however long it takes (the
             // handler decides, and the drain deadline bounds it): look again a
@@ -260,6 +272,7 @@ impl Drop for InFlight {
         if self.activity.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
             // The response is done: the next head is awaited from now.
             self.activity.head_from_ms.store(ms, Ordering::Relaxed);
+            self.activity.read.store(false, Ordering::Relaxed);
         }
         if self.sending == Sending::Yes {
             self.activity.sending.fetch_sub(1, Ordering::Relaxed);
@@ -358,7 +371,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for ReadActivity<T> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch(Instant::now());
+            // Relaxed: the idle check runs on this connection's task.
+            self.activity.read.store(true, Ordering::Relaxed);
         }
         poll
     }
@@ -412,6 +426,19 @@ mod tests {
         let done = Instant::now();
         idle.await.unwrap();
         assert!(done.elapsed() >= Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_of_a_next_head_keep_a_connection_from_idling() {
+        let timeout = Duration::from_secs(1);
+        let activity = Activity::new(Shutdown::new(), Arc::default(), None);
+        drop(activity.begin_request());
+        tokio::time::sleep(timeout / 2).await;
+        activity.read.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        activity.idle_for(timeout).await;
+        let took = started.elapsed();
+        assert!(took >= timeout && took <= timeout * 2, "{took:?}");
     }
 
     #[tokio::test(start_paused = true)]
