@@ -84,9 +84,7 @@ impl App {
                         // allocations per response.
                         let headers = res.headers_mut();
                         headers.reserve(route.headers.len() + 1);
-                        headers.extend(
-                            route.headers.iter().map(|(k, v)| (k.clone(), v.clone())),
-                        );
+                        headers.extend(route.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
                         (res, route.delay)
                     }
                     None => (

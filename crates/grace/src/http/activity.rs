@@ -447,7 +447,11 @@ mod tests {
         let activity = Activity::new(Shutdown::new(), Arc::default(), None);
         let started = Instant::now();
         activity.head_late(timeout).await;
-        assert_eq!(started.elapsed(), timeout, "a first head counts from the start");
+        assert_eq!(
+            started.elapsed(),
+            timeout,
+            "a first head counts from the start"
+        );
 
         let request = activity.begin_request();
         let late = tokio::spawn({
@@ -461,7 +465,8 @@ mod tests {
         late.await.unwrap();
         let took = ended.elapsed();
         assert!(
-            took >= timeout - Duration::from_millis(1) && took <= timeout + Duration::from_millis(10),
+            took >= timeout - Duration::from_millis(1)
+                && took <= timeout + Duration::from_millis(10),
             "{took:?}"
         );
     }
