@@ -197,6 +197,15 @@ enum Watch {
     HeadLate,
 }
 
+/// What an HTTP/2 connection's timers ask for.
+enum Http2Timer {
+    /// No stream for the idle timeout: GOAWAY, or drop if already asked.
+    Idle,
+    /// Responses waited on the client's flow-control window for the write
+    /// timeout.
+    Stalled,
+}
+
 /// How a connection starts.
 enum Opening {
     Speaks(Protocol),
@@ -344,6 +353,14 @@ where
     let mut going_away = false;
     let mut idle_asked = false;
     let result = loop {
+        // The timers, through `Quiet`: polled when one of them fires, not on
+        // each of the connection's wake-ups (several per stream).
+        let timers = Quiet::new(async {
+            tokio::select! {
+                _ = c.activity.idle_for(limits.idle_timeout) => Http2Timer::Idle,
+                _ = c.activity.stalled_for(limits.write_timeout) => Http2Timer::Stalled,
+            }
+        });
         tokio::select! {
             biased;
             _ = &mut forced => return,
@@ -354,28 +371,31 @@ where
                 going_away = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = c.activity.idle_for(limits.idle_timeout) => {
-                if idle_asked {
-                    // Asked to go and still silent (it never answered the
-                    // GOAWAY's PING): nothing is in flight, drop it.
-                    tracing::debug!(%peer, "dropping an idle http/2 connection that ignored GOAWAY");
+            timer = timers => match timer {
+                Http2Timer::Idle => {
+                    if idle_asked {
+                        // Asked to go and still silent (it never answered the
+                        // GOAWAY's PING): nothing is in flight, drop it.
+                        tracing::debug!(%peer, "dropping an idle http/2 connection that ignored GOAWAY");
+                        return;
+                    }
+                    tracing::debug!(%peer, "closing idle http/2 connection");
+                    idle_asked = true;
+                    going_away = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                Http2Timer::Stalled => {
+                    // Flow control keeps the data here, so no write blocks
+                    // and the write timeout never fires: the same rule, told
+                    // by the connection. Its streams are cut; the client
+                    // read none.
+                    tracing::debug!(
+                        %peer,
+                        "closing http/2 connection: responses waited {} ms on a client that opened no flow-control window (write timeout)",
+                        limits.write_timeout.as_millis()
+                    );
                     return;
                 }
-                tracing::debug!(%peer, "closing idle http/2 connection");
-                idle_asked = true;
-                going_away = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = c.activity.stalled_for(limits.write_timeout) => {
-                // Flow control keeps the data here, so no write blocks and
-                // the write timeout never fires: the same rule, told by the
-                // connection. Its streams are cut; the client read none.
-                tracing::debug!(
-                    %peer,
-                    "closing http/2 connection: responses waited {} ms on a client that opened no flow-control window (write timeout)",
-                    limits.write_timeout.as_millis()
-                );
-                return;
             }
         }
     };
