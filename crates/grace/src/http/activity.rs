@@ -49,7 +49,18 @@ pub(crate) struct Activity {
     // HTTP/2: set by each write that moved bytes to the socket, cleared by
     // the stall check.
     wrote: AtomicBool,
+    // HTTP/1: milliseconds from `start` to when the server began waiting
+    // for the request head it waits for now (the connection's start, or the
+    // end of the previous response); `NO_HEAD` while a request is in flight.
+    head_from_ms: AtomicU64,
+    // HTTP/1: set by each read that brought bytes, cleared when a response
+    // ends: bytes of a next head on their way. Read by the idle check, so a
+    // read costs no clock read.
+    read: AtomicBool,
 }
+
+/// See `Activity::head_from_ms`.
+const NO_HEAD: u64 = u64::MAX;
 
 impl Activity {
     pub(crate) fn new(
@@ -66,13 +77,16 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             sending: AtomicUsize::new(0),
             wrote: AtomicBool::new(false),
+            head_from_ms: AtomicU64::new(0),
+            read: AtomicBool::new(false),
         })
     }
 
-    fn touch(&self, now: Instant) {
+    fn touch(&self, now: Instant) -> u64 {
         let ms = now.saturating_duration_since(self.start).as_millis() as u64;
         // Relaxed: a stale value only delays the idle check by one round.
         self.last_ms.fetch_max(ms, Ordering::Relaxed);
+        ms
     }
 
     fn quiet_for(&self) -> Duration {
@@ -85,6 +99,8 @@ impl Activity {
         // One clock read serves the idle check and the request's timing.
         let now = Instant::now();
         self.touch(now);
+        // Relaxed, as below: the connection's own task reads it.
+        self.head_from_ms.store(NO_HEAD, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.shutdown.request_began();
         InFlight {
@@ -102,7 +118,10 @@ impl Activity {
     }
 
     /// Resolves once the connection has had no request in flight for
-    /// `timeout` (checked at least every `timeout`).
+    /// `timeout` (checked at least every `timeout`). On HTTP/1, bytes read
+    /// since the last response (a head on its way) count as activity at the
+    /// check that sees them: the close then comes between one and two
+    /// timeouts after the last byte.
     ///
     /// # Cancel safety
     /// Cancel safe.
@@ -110,7 +129,11 @@ impl Activity {
         loop {
             let quiet = self.quiet_for();
             if quiet >= timeout && self.in_flight.load(Ordering::Relaxed) == 0 {
-                return;
+                if !self.read.swap(false, Ordering::Relaxed) {
+                    return;
+                }
+                self.touch(Instant::now());
+                continue;
             }
             // A request in flight is not idle however long it takes (the
             // handler decides, and the drain deadline bounds it): look again a
@@ -120,6 +143,35 @@ impl Activity {
                 timeout
             } else {
                 timeout.saturating_sub(quiet)
+            };
+            tokio::time::sleep(wait.max(Duration::from_millis(10))).await;
+        }
+    }
+
+    /// HTTP/1: resolves once the client has taken `timeout` to send a
+    /// request head, counted from the connection's start or from the end of
+    /// the previous response (checked at least once per `timeout`, and at
+    /// most 10 ms late).
+    ///
+    /// This is the header read timeout, kept per connection: hyper's own
+    /// arms, and allocates, a timer for every request.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub(crate) async fn head_late(&self, timeout: Duration) {
+        loop {
+            let from = self.head_from_ms.load(Ordering::Relaxed);
+            let wait = if from == NO_HEAD {
+                timeout
+            } else {
+                let waited = self
+                    .start
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(from));
+                if waited >= timeout {
+                    return;
+                }
+                timeout - waited
             };
             tokio::time::sleep(wait.max(Duration::from_millis(10))).await;
         }
@@ -216,8 +268,12 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         let now = Instant::now();
-        self.activity.touch(now);
-        self.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let ms = self.activity.touch(now);
+        if self.activity.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            // The response is done: the next head is awaited from now.
+            self.activity.head_from_ms.store(ms, Ordering::Relaxed);
+            self.activity.read.store(false, Ordering::Relaxed);
+        }
         if self.sending == Sending::Yes {
             self.activity.sending.fetch_sub(1, Ordering::Relaxed);
         }
@@ -315,7 +371,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for ReadActivity<T> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch(Instant::now());
+            // Relaxed: the idle check runs on this connection's task.
+            self.activity.read.store(true, Ordering::Relaxed);
         }
         poll
     }
@@ -369,6 +426,49 @@ mod tests {
         let done = Instant::now();
         idle.await.unwrap();
         assert!(done.elapsed() >= Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_of_a_next_head_keep_a_connection_from_idling() {
+        let timeout = Duration::from_secs(1);
+        let activity = Activity::new(Shutdown::new(), Arc::default(), None);
+        drop(activity.begin_request());
+        tokio::time::sleep(timeout / 2).await;
+        activity.read.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        activity.idle_for(timeout).await;
+        let took = started.elapsed();
+        assert!(took >= timeout && took <= timeout * 2, "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_head_timeout_counts_from_the_start_or_the_last_response() {
+        let timeout = Duration::from_secs(3);
+        let activity = Activity::new(Shutdown::new(), Arc::default(), None);
+        let started = Instant::now();
+        activity.head_late(timeout).await;
+        assert_eq!(
+            started.elapsed(),
+            timeout,
+            "a first head counts from the start"
+        );
+
+        let request = activity.begin_request();
+        let late = tokio::spawn({
+            let activity = activity.clone();
+            async move { activity.head_late(timeout).await }
+        });
+        tokio::time::sleep(timeout * 5).await;
+        assert!(!late.is_finished(), "a request in flight awaits no head");
+        drop(request);
+        let ended = Instant::now();
+        late.await.unwrap();
+        let took = ended.elapsed();
+        assert!(
+            took >= timeout - Duration::from_millis(1)
+                && took <= timeout + Duration::from_millis(10),
+            "{took:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -23,7 +23,6 @@
 //! still sends for a moment, so unread bytes do not turn the FIN into a RST
 //! that could destroy a response still in the client's receive buffer.
 
-use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::atomic::AtomicBool;
@@ -190,6 +189,23 @@ where
     }
 }
 
+/// What an HTTP/1 connection's timers ask for.
+enum Watch {
+    /// Closing between requests, for this reason.
+    Close(&'static str),
+    /// The client took longer than the header read timeout to send a head.
+    HeadLate,
+}
+
+/// What an HTTP/2 connection's timers ask for.
+enum Http2Timer {
+    /// No stream for the idle timeout: GOAWAY, or drop if already asked.
+    Idle,
+    /// Responses waited on the client's flow-control window for the write
+    /// timeout.
+    Stalled,
+}
+
 /// How a connection starts.
 enum Opening {
     Speaks(Protocol),
@@ -236,9 +252,10 @@ where
         limits,
         ..
     } = &c;
+    // No timer for hyper: with one, it arms (and allocates) a header read
+    // timer for every request. The connection keeps that deadline itself
+    // (`Activity::head_late`).
     let mut conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
         .max_header_size(limits.header_size())
         // A client that shuts down its sending side after the request still
         // wants the response (`nc -N`, some proxies).
@@ -259,34 +276,51 @@ where
     let mut draining = pin!(idle_deadline_after(c.drained(), shutdown));
     let mut asked = false;
     let result = loop {
+        // The timers, through `Quiet`: polled when one of them fires, not
+        // on each of the connection's wake-ups (a few per request).
+        let watch = Quiet::new(async {
+            tokio::select! {
+                _ = &mut draining, if !asked => Watch::Close("draining"),
+                _ = c.activity.idle_for(limits.idle_timeout) => Watch::Close("idle timeout"),
+                _ = c.activity.head_late(limits.header_read_timeout) => Watch::HeadLate,
+            }
+        });
         tokio::select! {
             biased;
             _ = &mut forced => return,
-            result = poll_fn(|cx| conn.poll_without_shutdown(cx)) => break result,
-            reason = async {
-                tokio::select! {
-                    _ = &mut draining, if !asked => "draining",
-                    _ = c.activity.idle_for(limits.idle_timeout) => "idle timeout",
-                }
-            } => {
-                if asked {
+            // Polled as a future, which needs no `Unpin` service future:
+            // hyper sends the FIN when it is done, and the lingering close
+            // below reads on.
+            result = &mut conn => break Some(result),
+            watched = watch => match watched {
+                Watch::HeadLate => break None,
+                Watch::Close(_) if asked => {
                     tracing::debug!(%peer, "dropping a connection that ignored the request to close");
                     return;
                 }
-                // hyper closes an idle connection now, and lets one with a
-                // request under way (or not yet started) finish it first.
-                tracing::debug!(%peer, reason, "closing http/1 connection");
-                asked = true;
-                std::pin::Pin::new(&mut conn).graceful_shutdown();
+                Watch::Close(reason) => {
+                    // hyper closes an idle connection now, and lets one with
+                    // a request under way (or not yet started) finish it
+                    // first.
+                    tracing::debug!(%peer, reason, "closing http/1 connection");
+                    asked = true;
+                    std::pin::Pin::new(&mut conn).graceful_shutdown();
+                }
             }
         }
     };
     let parts = conn.into_parts();
-    if let Err(e) = result {
-        match reject::hyper_answer(&e, &parts.read_buf) {
+    match result {
+        Some(Ok(())) => {}
+        Some(Err(e)) => match reject::hyper_answer(&e, &parts.read_buf) {
             Some(status) => c.rejections.record(*peer, status, e),
             None => tracing::debug!(%peer, "http/1 connection ended with an error: {e}"),
-        }
+        },
+        None => tracing::debug!(
+            %peer,
+            "closing http/1 connection: no request head within the header read timeout ({} ms)",
+            limits.header_read_timeout.as_millis()
+        ),
     }
     let io = parts.io.into_inner().into_inner().into_inner().into_inner();
     linger_close(io, shutdown).await;
@@ -319,6 +353,14 @@ where
     let mut going_away = false;
     let mut idle_asked = false;
     let result = loop {
+        // The timers, through `Quiet`: polled when one of them fires, not on
+        // each of the connection's wake-ups (several per stream).
+        let timers = Quiet::new(async {
+            tokio::select! {
+                _ = c.activity.idle_for(limits.idle_timeout) => Http2Timer::Idle,
+                _ = c.activity.stalled_for(limits.write_timeout) => Http2Timer::Stalled,
+            }
+        });
         tokio::select! {
             biased;
             _ = &mut forced => return,
@@ -329,28 +371,31 @@ where
                 going_away = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = c.activity.idle_for(limits.idle_timeout) => {
-                if idle_asked {
-                    // Asked to go and still silent (it never answered the
-                    // GOAWAY's PING): nothing is in flight, drop it.
-                    tracing::debug!(%peer, "dropping an idle http/2 connection that ignored GOAWAY");
+            timer = timers => match timer {
+                Http2Timer::Idle => {
+                    if idle_asked {
+                        // Asked to go and still silent (it never answered the
+                        // GOAWAY's PING): nothing is in flight, drop it.
+                        tracing::debug!(%peer, "dropping an idle http/2 connection that ignored GOAWAY");
+                        return;
+                    }
+                    tracing::debug!(%peer, "closing idle http/2 connection");
+                    idle_asked = true;
+                    going_away = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                Http2Timer::Stalled => {
+                    // Flow control keeps the data here, so no write blocks
+                    // and the write timeout never fires: the same rule, told
+                    // by the connection. Its streams are cut; the client
+                    // read none.
+                    tracing::debug!(
+                        %peer,
+                        "closing http/2 connection: responses waited {} ms on a client that opened no flow-control window (write timeout)",
+                        limits.write_timeout.as_millis()
+                    );
                     return;
                 }
-                tracing::debug!(%peer, "closing idle http/2 connection");
-                idle_asked = true;
-                going_away = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = c.activity.stalled_for(limits.write_timeout) => {
-                // Flow control keeps the data here, so no write blocks and
-                // the write timeout never fires: the same rule, told by the
-                // connection. Its streams are cut; the client read none.
-                tracing::debug!(
-                    %peer,
-                    "closing http/2 connection: responses waited {} ms on a client that opened no flow-control window (write timeout)",
-                    limits.write_timeout.as_millis()
-                );
-                return;
             }
         }
     };

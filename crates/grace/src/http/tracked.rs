@@ -108,10 +108,7 @@ where
         let guard = Some(self.activity.begin_request());
         ResponseFuture {
             state: State::Serving {
-                // Boxed so the future is Unpin whatever the user's is:
-                // hyper's `poll_without_shutdown`, which the drain needs,
-                // requires it.
-                inner: Box::pin(self.inner.call(req)),
+                inner: self.inner.call(req),
                 guard,
                 http1,
             },
@@ -119,21 +116,30 @@ where
     }
 }
 
-enum State<F> {
-    Serving {
-        inner: Pin<Box<F>>,
-        // Counts the request (drain, idle timeout, tallies) until its body
-        // is done.
-        guard: Option<InFlight>,
-        // HTTP/1: the drain decides `Connection: close`.
-        http1: bool,
-    },
-    /// Answered by grace: `400`, and the connection closes.
-    Rejected,
+pin_project_lite::pin_project! {
+    // Not boxed: hyper keeps the in-flight future in an allocation of its
+    // own, made once per connection.
+    #[project = StateProj]
+    enum State<F> {
+        Serving {
+            #[pin]
+            inner: F,
+            // Counts the request (drain, idle timeout, tallies) until its
+            // body is done.
+            guard: Option<InFlight>,
+            // HTTP/1: the drain decides `Connection: close`.
+            http1: bool,
+        },
+        // Answered by grace: `400`, and the connection closes.
+        Rejected,
+    }
 }
 
-pub(crate) struct ResponseFuture<F> {
-    state: State<F>,
+pin_project_lite::pin_project! {
+    pub(crate) struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
 }
 
 impl<F, B, E> Future for ResponseFuture<F>
@@ -143,8 +149,8 @@ where
     type Output = Result<Response<TrackedBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let (inner, guard, http1) = match &mut self.get_mut().state {
-            State::Rejected => {
+        let (inner, guard, http1) = match self.project().state.project() {
+            StateProj::Rejected => {
                 let mut res = Response::new(TrackedBody {
                     inner: Inner::Rejected,
                     _guard: None,
@@ -154,13 +160,13 @@ where
                     .insert(CONNECTION, HeaderValue::from_static("close"));
                 return Poll::Ready(Ok(res));
             }
-            State::Serving {
+            StateProj::Serving {
                 inner,
                 guard,
                 http1,
             } => (inner, guard, *http1),
         };
-        let mut res = ready!(inner.as_mut().poll(cx))?;
+        let mut res = ready!(inner.poll(cx))?;
         let mut guard = guard.take();
         if let Some(in_flight) = guard.as_mut() {
             if http1 {
