@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 
 use bytes::Bytes;
 use grace::metrics::RequestStats;
-use grace::{DrainSettings, Listener, Shutdown};
+use grace::{DrainSettings, Listener, ShutdownTrigger};
 use http::{header, HeaderValue, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -105,14 +105,15 @@ fn plain_hyper() -> f64 {
 fn a_keep_alive_http1_request_allocates_no_more_than_in_plain_hyper() {
     let hyper = plain_hyper();
     let runtime = runtime();
-    let shutdown = Shutdown::new();
+    let trigger = ShutdownTrigger::new();
+    let shutdown = trigger.watcher();
     let listener = runtime
         .block_on(async { Listener::bind("127.0.0.1:0".parse().unwrap()) })
         .unwrap();
     let addr = listener.local_addr();
     let service = service_fn(|_req: Request<Incoming>| async { Ok::<_, Infallible>(respond()) });
     let _running = runtime.block_on(async {
-        grace::serve(vec![listener], service, &shutdown)
+        grace::serve(vec![listener], service, shutdown)
             .observe(RequestStats::new())
             .start()
     });
@@ -124,7 +125,7 @@ fn a_keep_alive_http1_request_allocates_no_more_than_in_plain_hyper() {
     );
 
     let outcome = runtime.block_on(async {
-        shutdown.begin(DrainSettings::default());
+        trigger.begin(DrainSettings::default());
         shutdown.wait().await
     });
     assert!(outcome.is_clean(), "{outcome:?}");
