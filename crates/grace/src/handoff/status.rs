@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// Where [`Handoff`](super::Handoff) records upgrade verdicts for a pid file: the pid file's
 /// path with `.upgrade` appended. Removed with the pid file's lock by the
-/// last owner at exit (see [`PidFile`](crate::pidfile::PidFile)).
+/// last owner at exit (see [`Server::pid_file`](crate::Server::pid_file)).
 ///
 /// # Example
 ///
