@@ -4,7 +4,7 @@
 mod support;
 
 use rustix::process::{kill_process_group, Pid, Signal};
-use support::app::{gunicorn, until_served_by, Run};
+use support::app::{goserver, gunicorn, until_served_by, Run};
 use support::http::get;
 use support::{parse_metrics, SOON};
 
@@ -60,6 +60,60 @@ fn status_and_metrics_count_generations_restarts_and_failed_starts() {
     let mut run = run;
     run.signal(Signal::TERM);
     assert_eq!(run.wait_exit(SOON), Some(0));
+}
+
+/// The admin address `grace run` logs.
+fn admin_addr(run: &Run) -> std::net::SocketAddr {
+    run.log()
+        .wait_for("name=\"admin\"")
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_status_page_shows_the_app_generation_and_its_restarts() {
+    let run = Run::start(
+        &["--ready", "delay:300ms", "--admin-listen", "127.0.0.1:0"],
+        &goserver(),
+    );
+    let admin = admin_addr(&run);
+    let first = run.app_pid(1);
+    let json = || -> serde_json::Value {
+        let res = get(admin, "/status.json").unwrap();
+        assert_eq!(res.status, 200, "{}", res.body);
+        serde_json::from_str(&res.body).unwrap()
+    };
+    let j = json();
+    let app = &j["apps"][0];
+    assert_eq!(
+        (&app["generation"], &app["pid"], &app["restarts"], &app["state"]),
+        (&1.into(), &first.into(), &0.into(), &"serving".into()),
+        "{j}"
+    );
+    assert!(app["started_at"].as_f64().unwrap() > 0.0, "{j}");
+
+    let (code, out, _) = run.reload();
+    assert_eq!(code, 0, "{out}");
+    let second = run.app_pid(2);
+    let j = json();
+    let app = &j["apps"][0];
+    assert_eq!(
+        (&app["generation"], &app["pid"], &app["restarts"]),
+        (&2.into(), &second.into(), &1.into()),
+        "{j}"
+    );
+    assert_eq!(j["reloads"][0]["result"], "accepted", "{j}");
+
+    let page = get(admin, "/status").unwrap().body;
+    for shown in ["<h2>Application</h2>", &format!("<td>{second}</td>")] {
+        assert!(page.contains(shown), "{shown} not in:\n{page}");
+    }
+    // The admin routes are still there around the page.
+    assert_eq!(get(admin, "/readyz").unwrap().status, 200);
 }
 
 #[test]

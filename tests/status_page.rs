@@ -292,3 +292,45 @@ fn in_a_browser_after_an_upgrade_and_reloads_the_page_shows_them_all() {
         std::fs::copy(&shot, keep).unwrap();
     }
 }
+
+#[test]
+fn each_listener_shows_its_own_open_connections() {
+    let (busy, quiet, admin) = (free_addr(), free_addr(), free_addr());
+    let grace = Grace::start(&format!(
+        "message = \"m\"\n[server]\nlisten = [\"{busy}\", \"{quiet}\"]\nadmin_listen = \"{admin}\"\n"
+    ));
+    // Two keep-alive connections held open on one listener, each past its
+    // first request, so both are surely accepted.
+    let mut held: Vec<Conn> = (0..2).map(|_| Conn::open(busy).unwrap()).collect();
+    for conn in &mut held {
+        assert_eq!(conn.get("/").unwrap().status, 200);
+    }
+    let j = json(admin);
+    let open = |addr: SocketAddr| {
+        j["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["addr"] == addr.to_string() && l["kind"] == "http")
+            .unwrap_or_else(|| panic!("{addr} not listed: {j}"))["connections"]
+            .clone()
+    };
+    assert_eq!((open(busy), open(quiet)), (2.into(), 0.into()), "{j}");
+    let page = get(admin, "/status").unwrap().body;
+    assert!(
+        page.contains(&format!("<td>http</td><td>{busy}</td><td>2</td>")),
+        "{page}"
+    );
+    drop(held);
+    // Closed by the client: the count follows once the server sees the EOF.
+    eventually(SOON, "the held connections to be counted closed", || {
+        let j = json(admin);
+        let listed = j["listeners"].as_array().unwrap().clone();
+        listed
+            .iter()
+            .find(|l| l["addr"] == busy.to_string())
+            .filter(|l| l["connections"] == 0)
+            .map(|_| ())
+    });
+    drop(grace);
+}
