@@ -90,7 +90,12 @@ fn the_status_page_shows_the_app_generation_and_its_restarts() {
     let j = json();
     let app = &j["apps"][0];
     assert_eq!(
-        (&app["generation"], &app["pid"], &app["restarts"], &app["state"]),
+        (
+            &app["generation"],
+            &app["pid"],
+            &app["restarts"],
+            &app["state"]
+        ),
         (&1.into(), &first.into(), &0.into(), &"serving".into()),
         "{j}"
     );

@@ -54,8 +54,11 @@ fn the_page_is_on_the_admin_address_only() {
 fn without_script_the_page_is_a_snapshot_of_the_state() {
     let (grace, admin) = start("m", "", "");
     let at = rejected_reload(&grace);
-    grace.log().wait_for("reload rejected");
-    let res = get(admin, "/status").unwrap();
+    // The verdict is logged just before the page's history records it.
+    let res = eventually(SOON, "the rejected reload on the page", || {
+        let res = get(admin, "/status").unwrap();
+        res.body.contains("✗ rejected").then_some(res)
+    });
     assert_eq!(res.status, 200);
     assert_eq!(res.header("content-type"), Some("text/html; charset=utf-8"));
     let page = res.body;

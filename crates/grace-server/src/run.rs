@@ -19,6 +19,7 @@ use prometheus_client::metrics::MetricType;
 use grace::control::protocol::AppState;
 use grace::control::ServerInfo;
 use grace::handoff::Inherited;
+use grace::status::{AppGeneration, AppSource, ListenerStatus};
 use grace::supervise::{AppSpec, AppStatus, Backoff, GenerationError, Stopped, Supervisor};
 use grace::{BoxError, DrainSettings, Outcome, Server, Shutdown, StartError};
 
@@ -27,6 +28,7 @@ use crate::config::{ConfigError, Source};
 use crate::exit;
 use crate::logging::{self, Log};
 use crate::metrics::Metrics;
+use crate::status;
 
 /// What the supervisor runs, and how grace around it stops: the command
 /// line over the configuration file's `[app]` and `[server]`.
@@ -188,6 +190,7 @@ fn run(
     // The reload below replaces the app: it needs the supervisor, which
     // exists only once the server has its listeners.
     let supervisor: Arc<OnceLock<Arc<Supervisor>>> = Arc::default();
+    let app_handle = supervisor.clone();
     let server = server(args, config.clone(), supervisor.clone()).inherited(inherited);
     server.block_on(|server| async move {
         log.report_dropped();
@@ -204,10 +207,18 @@ fn run(
         drop(listeners);
         let _ = supervisor.set(app.clone());
         let metrics = Metrics::new();
-        started.serve_admin(Admin {
-            shutdown: started.shutdown().clone(),
-            metrics: metrics.clone(),
-        });
+        let page = started
+            .status_page(info(app_handle.clone()))
+            .version(env!("CARGO_PKG_VERSION"))
+            .listeners(addresses(&config))
+            .apps(Arc::new(Generations { app: app.clone() }));
+        started.serve_admin(status::Admin::new(
+            page,
+            Admin {
+                shutdown: started.shutdown().clone(),
+                metrics: metrics.clone(),
+            },
+        ));
         let mut registry = prometheus_client::registry::Registry::default();
         registry.register_collector(Box::new(started.metrics_collector()));
         registry.register_collector(Box::new(AppCollector { app: app.clone() }));
@@ -270,12 +281,60 @@ fn server(
         server = server.pid_file(path);
     }
     if let Some(path) = &config.control_socket {
-        let app = app.clone();
-        let info = ServerInfo::new(None)
-            .with_app(move || app_state(&app.get().map(|app| app.status()).unwrap_or_default()));
-        server = server.control_socket(path, info);
+        server = server.control_socket(path, info(app));
     }
     server.initial(config)
+}
+
+/// What `status` on the control socket and the status page say about us.
+fn info(app: Arc<OnceLock<Arc<Supervisor>>>) -> ServerInfo {
+    ServerInfo::new(None)
+        .with_app(move || app_state(&app.get().map(|app| app.status()).unwrap_or_default()))
+}
+
+/// The addresses grace holds for the app, and its admin address. The app
+/// accepts on them, so grace has no connections to count there.
+fn addresses(config: &RunConfig) -> impl Fn() -> Vec<ListenerStatus> + Send + Sync {
+    let (listen, admin) = (config.listen.clone(), config.admin_listen);
+    move || {
+        let at = |kind: &'static str| {
+            move |addr: &std::net::SocketAddr| ListenerStatus {
+                kind,
+                addr: addr.to_string(),
+                connections: None,
+            }
+        };
+        let mut all: Vec<_> = listen.iter().map(at("http")).collect();
+        all.extend(admin.iter().map(at("admin")));
+        all
+    }
+}
+
+/// The app's serving generation, for the status page.
+struct Generations {
+    app: Arc<Supervisor>,
+}
+
+impl AppSource for Generations {
+    fn generations(&self) -> Vec<AppGeneration> {
+        let status = self.app.status();
+        vec![AppGeneration {
+            generation: status.generation,
+            pid: status.pid,
+            // No pid: the last one crashed and the next is starting.
+            state: if status.pid.is_some() {
+                "serving"
+            } else {
+                "restarting"
+            }
+            .to_owned(),
+            started_at: status.ready_at.map_or(0.0, |at| {
+                at.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64())
+            }),
+            restarts: u32::try_from(status.restarts()).unwrap_or(u32::MAX),
+        }]
+    }
 }
 
 fn app_state(status: &AppStatus) -> AppState {

@@ -103,12 +103,12 @@ fn wire(mut started: Started<Config>, certs: SharedTls, source: &Source) -> Star
         (false, true) => app.clone().with_metrics(metrics.clone()),
         _ => app.clone(),
     };
-    if metrics_on {
-        started.serve(main_app, Some(stats.clone()));
+    let running = if metrics_on {
+        started.serve(main_app, Some(stats.clone()))
     } else {
         tracing::info!("metrics disabled: no /metrics, requests are not tallied");
-        started.serve(main_app, None);
-    }
+        started.serve(main_app, None)
+    };
     if let Some(addr) = started.admin_addr() {
         let admin_app = if metrics_on {
             tracing::info!(%addr, "metrics on the admin address only");
@@ -120,7 +120,7 @@ fn wire(mut started: Started<Config>, certs: SharedTls, source: &Source) -> Star
         let page = started
             .status_page(info(source, certs.clone()))
             .version(env!("CARGO_PKG_VERSION"))
-            .listeners(status::listeners(&config));
+            .listeners(status::listeners(&config, running));
         let page = if metrics_on {
             page.requests(stats.clone())
         } else {

@@ -1,7 +1,7 @@
 //! The status page on the admin listener: `/status` (HTML, readable
 //! without script), `/status.json` (its JSON twin) and `/status/events`
 //! (server-sent events, ending when the drain starts). Every other path
-//! goes to the admin routes.
+//! goes to the admin routes: `grace serve`'s or `grace run`'s.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -11,27 +11,26 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use grace::status::{EventStream, ListenerStatus, StatusPage};
-use grace::Reloadable;
+use grace::{Reloadable, Running};
 use http::{header, HeaderValue, Request, Response};
 use http_body_util::{Either, Full};
 use hyper::service::Service;
 
 use crate::config::Config;
-use crate::routes::{App, Reply};
 
 const EVENTS_PATH: &str = "/status/events";
 
 type Body = Either<Full<Bytes>, EventStream>;
 
-/// The admin service: the status page, then the admin routes.
+/// The admin service: the status page, then the admin routes `routes`.
 #[derive(Clone)]
-pub struct Admin {
+pub struct Admin<R> {
     page: Arc<StatusPage>,
-    routes: App,
+    routes: R,
 }
 
-impl Admin {
-    pub fn new(page: StatusPage, routes: App) -> Admin {
+impl<R> Admin<R> {
+    pub fn new(page: StatusPage, routes: R) -> Admin<R> {
         Admin {
             page: Arc::new(page),
             routes,
@@ -64,15 +63,22 @@ impl Admin {
     }
 }
 
-/// The listeners `config` asks for, by kind.
-pub fn listeners(config: &Reloadable<Config>) -> impl Fn() -> Vec<ListenerStatus> + Send + Sync {
+/// The listeners `config` asks for, by kind, with the connections open on
+/// each that `main` serves.
+pub fn listeners(
+    config: &Reloadable<Config>,
+    main: Running,
+) -> impl Fn() -> Vec<ListenerStatus> + Send + Sync {
     let config = config.clone();
     move || {
         let c = config.load();
+        let open = main.open_connections();
         let kind = |kind: &'static str| {
+            let open = &open;
             move |addr: &std::net::SocketAddr| ListenerStatus {
                 kind,
                 addr: addr.to_string(),
+                connections: open_on(open, addr),
             }
         };
         let mut all: Vec<_> = c.server.listen.iter().map(kind("http")).collect();
@@ -84,12 +90,25 @@ pub fn listeners(config: &Reloadable<Config>) -> impl Fn() -> Vec<ListenerStatus
     }
 }
 
-impl<B> Service<Request<B>> for Admin {
+/// The connections open on the listener for `addr`: listeners are named
+/// after the address the configuration gives.
+fn open_on(open: &[(String, usize)], addr: &std::net::SocketAddr) -> Option<usize> {
+    let name = addr.to_string();
+    open.iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, count)| *count)
+}
+
+impl<B, R> Service<Request<B>> for Admin<R>
+where
+    R: Service<Request<B>, Response = Response<Full<Bytes>>, Error = Infallible>,
+    R::Future: Unpin,
+{
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = AdminReply;
+    type Future = AdminReply<R::Future>;
 
-    fn call(&self, req: Request<B>) -> AdminReply {
+    fn call(&self, req: Request<B>) -> AdminReply<R::Future> {
         match self.page(req.uri().path()) {
             Some(res) => AdminReply::Page(Some(res)),
             None => AdminReply::Route(self.routes.call(req)),
@@ -98,12 +117,15 @@ impl<B> Service<Request<B>> for Admin {
 }
 
 /// The page's answer, ready at once, or the admin route's.
-pub enum AdminReply {
+pub enum AdminReply<F> {
     Page(Option<Response<Body>>),
-    Route(Reply),
+    Route(F),
 }
 
-impl Future for AdminReply {
+impl<F> Future for AdminReply<F>
+where
+    F: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Unpin,
+{
     type Output = Result<Response<Body>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

@@ -30,10 +30,26 @@ struct Inner {
 /// One open connection's place under the limit; freed when dropped.
 pub(crate) struct Slot {
     inner: Arc<Inner>,
+    // Its listener's open connections, for the status page.
+    listener: Option<Arc<AtomicUsize>>,
+}
+
+impl Slot {
+    /// Counts the connection in `open` (its listener's) while it is open:
+    /// once per connection, at accept, never per request.
+    pub(crate) fn count_in(mut self, open: &Arc<AtomicUsize>) -> Slot {
+        // Relaxed: a display count, ordered with nothing else.
+        open.fetch_add(1, Ordering::Relaxed);
+        self.listener = Some(open.clone());
+        self
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        if let Some(open) = &self.listener {
+            open.fetch_sub(1, Ordering::Relaxed);
+        }
         self.inner.open.fetch_sub(1, Ordering::AcqRel);
         self.inner.freed.notify_waiters();
     }
@@ -69,6 +85,7 @@ impl Admission {
             .ok()
             .map(|_| Slot {
                 inner: self.inner.clone(),
+                listener: None,
             })
     }
 
@@ -79,6 +96,7 @@ impl Admission {
         self.inner.open.fetch_add(1, Ordering::AcqRel);
         Slot {
             inner: self.inner.clone(),
+            listener: None,
         }
     }
 

@@ -14,7 +14,7 @@ mod write_timeout;
 use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -219,6 +219,7 @@ where
                 let Stop {
                     token: stop,
                     stopped: listener_stopped,
+                    open: open_conns,
                 } = stop;
                 let service = service.clone();
                 let shutdown = shutdown.clone();
@@ -239,7 +240,7 @@ where
                             conn_tracker.spawn(conn::serve(
                                 stream,
                                 peer,
-                                slot,
+                                slot.count_in(&open_conns),
                                 conn::Setup {
                                     service: service.clone(),
                                     shutdown: shutdown.clone(),
@@ -317,6 +318,8 @@ struct Stop {
     // Set before the token is cancelled: what each HTTP/1 response reads to
     // decide `Connection: close`, with no lock (the token has one).
     stopped: Arc<AtomicBool>,
+    // Its connections open now: counted at accept and close only.
+    open: Arc<AtomicUsize>,
 }
 
 impl Stop {
@@ -361,6 +364,7 @@ impl Running {
         let stop = Stop {
             token: self.inner.shutdown.drain_token().child_token(),
             stopped: Arc::default(),
+            open: Arc::default(),
         };
         if let Some(previous) = self.lock().insert(name, stop.clone()) {
             previous.stop();
@@ -401,6 +405,20 @@ impl Running {
         let mut names: Vec<String> = self.lock().keys().cloned().collect();
         names.sort();
         names
+    }
+
+    /// The connections open now on each listener accepting now, by name,
+    /// sorted. Counted when a connection is accepted and when it closes,
+    /// nothing per request; a removed listener's draining connections are
+    /// no longer listed.
+    pub fn open_connections(&self) -> Vec<(String, usize)> {
+        let mut open: Vec<(String, usize)> = self
+            .lock()
+            .iter()
+            .map(|(name, stop)| (name.clone(), stop.open.load(Ordering::Relaxed)))
+            .collect();
+        open.sort();
+        open
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Stop>> {

@@ -80,6 +80,9 @@ pub struct ListenerStatus {
     pub kind: &'static str,
     /// The address.
     pub addr: String,
+    /// Its connections open now, when counted (see
+    /// [`Running::open_connections`](crate::Running::open_connections)).
+    pub connections: Option<usize>,
 }
 
 /// Requests per second by status class (1xx to 5xx) over one sampling step.

@@ -135,15 +135,17 @@ fn listeners(h: &mut String, s: &Snapshot) {
     let _ = write!(
         h,
         "<h2>Listeners</h2>\n<p>{} connections open across them</p>\n\
-         <table id=\"listeners\"><tr><th>kind</th><th>address</th></tr>\n",
+         <table id=\"listeners\"><tr><th>kind</th><th>address</th><th>open connections</th></tr>\n",
         s.status.connections
     );
     for l in &s.listeners {
         let _ = writeln!(
             h,
-            "<tr><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
             l.kind,
-            escape(&l.addr)
+            escape(&l.addr),
+            l.connections
+                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
         );
     }
     h.push_str("</table>\n");

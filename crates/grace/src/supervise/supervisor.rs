@@ -40,6 +40,8 @@ pub struct AppStatus {
     /// How the last generation to end ended ("exit status: 0", "signal: 9
     /// (SIGKILL)"), and which it was.
     pub last_exit: Option<(u64, String)>,
+    /// When the serving generation became ready.
+    pub ready_at: Option<std::time::SystemTime>,
 }
 
 impl AppStatus {
@@ -327,6 +329,7 @@ impl State {
                 self.update(|s| {
                     s.pid = Some(generation.pid);
                     s.generation = number;
+                    s.ready_at = Some(std::time::SystemTime::now());
                 });
             }
             Err(e) => {
