@@ -164,6 +164,19 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_counted_slot_counts_its_connection_until_it_closes() {
+        let admission = Admission::new(4);
+        let listener = Arc::new(AtomicUsize::new(0));
+        let a = admission.admit("t").await.count_in(&listener);
+        let b = admission.admit_now().count_in(&listener);
+        let _elsewhere = admission.admit("u").await;
+        assert_eq!(listener.load(Ordering::Relaxed), 2);
+        drop(a);
+        drop(b);
+        assert_eq!(listener.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn raising_the_limit_admits_waiters() {
         let admission = Admission::new(1);
         let _a = admission.admit("t").await;
