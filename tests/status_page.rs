@@ -319,6 +319,9 @@ fn each_listener_shows_its_own_open_connections() {
             .clone()
     };
     assert_eq!((open(busy), open(quiet)), (2.into(), 0.into()), "{j}");
+    // The admin address counts too: at least the connection asking.
+    let admin_open = j["listeners"][2]["connections"].as_u64();
+    assert!(admin_open >= Some(1), "{j}");
     let page = get(admin, "/status").unwrap().body;
     assert!(
         page.contains(&format!("<td>http</td><td>{busy}</td><td>2</td>")),

@@ -207,18 +207,19 @@ fn run(
         drop(listeners);
         let _ = supervisor.set(app.clone());
         let metrics = Metrics::new();
+        let admin = status::AdminServing::default();
         let page = started
             .status_page(info(app_handle.clone()))
             .version(env!("CARGO_PKG_VERSION"))
-            .listeners(addresses(&config))
+            .listeners(addresses(&config, admin.clone()))
             .apps(Arc::new(Generations { app: app.clone() }));
-        started.serve_admin(status::Admin::new(
-            page,
-            Admin {
-                shutdown: started.shutdown().clone(),
-                metrics: metrics.clone(),
-            },
-        ));
+        let routes = Admin {
+            shutdown: started.shutdown().clone(),
+            metrics: metrics.clone(),
+        };
+        if let Some(serving) = started.serve_admin(status::Admin::new(page, routes)) {
+            let _ = admin.set(serving);
+        }
         let mut registry = prometheus_client::registry::Registry::default();
         registry.register_collector(Box::new(started.metrics_collector()));
         registry.register_collector(Box::new(AppCollector { app: app.clone() }));
@@ -292,20 +293,27 @@ fn info(app: Arc<OnceLock<Arc<Supervisor>>>) -> ServerInfo {
         .with_app(move || app_state(&app.get().map(|app| app.status()).unwrap_or_default()))
 }
 
-/// The addresses grace holds for the app, and its admin address. The app
-/// accepts on them, so grace has no connections to count there.
-fn addresses(config: &RunConfig) -> impl Fn() -> Vec<ListenerStatus> + Send + Sync {
-    let (listen, admin) = (config.listen.clone(), config.admin_listen);
+/// The addresses grace holds for the app (the app accepts there, so grace
+/// has no connections to count), and its admin address.
+fn addresses(
+    config: &RunConfig,
+    admin: status::AdminServing,
+) -> impl Fn() -> Vec<ListenerStatus> + Send + Sync {
+    let (listen, admin_addr) = (config.listen.clone(), config.admin_listen);
     move || {
-        let at = |kind: &'static str| {
-            move |addr: &std::net::SocketAddr| ListenerStatus {
-                kind,
+        let mut all: Vec<_> = listen
+            .iter()
+            .map(|addr| ListenerStatus {
+                kind: "http",
                 addr: addr.to_string(),
                 connections: None,
-            }
-        };
-        let mut all: Vec<_> = listen.iter().map(at("http")).collect();
-        all.extend(admin.iter().map(at("admin")));
+            })
+            .collect();
+        all.extend(admin_addr.iter().map(|addr| ListenerStatus {
+            kind: "admin",
+            addr: addr.to_string(),
+            connections: status::admin_open(&admin),
+        }));
         all
     }
 }

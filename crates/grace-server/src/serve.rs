@@ -117,16 +117,19 @@ fn wire(mut started: Started<Config>, certs: SharedTls, source: &Source) -> Star
             app
         };
         // Only on the admin address: it tells what the server runs.
+        let admin = status::AdminServing::default();
         let page = started
             .status_page(info(source, certs.clone()))
             .version(env!("CARGO_PKG_VERSION"))
-            .listeners(status::listeners(&config, running));
+            .listeners(status::listeners(&config, running, admin.clone()));
         let page = if metrics_on {
             page.requests(stats.clone())
         } else {
             page
         };
-        started.serve_admin(status::Admin::new(page, admin_app.admin()));
+        if let Some(serving) = started.serve_admin(status::Admin::new(page, admin_app.admin())) {
+            let _ = admin.set(serving);
+        }
     }
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(started.metrics_collector().with_requests(stats)));

@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -63,11 +63,15 @@ impl<R> Admin<R> {
     }
 }
 
+/// The admin listener's server, once it serves: the page is built before.
+pub type AdminServing = Arc<OnceLock<Running>>;
+
 /// The listeners `config` asks for, by kind, with the connections open on
-/// each that `main` serves.
+/// each that `main` and `admin` serve.
 pub fn listeners(
     config: &Reloadable<Config>,
     main: Running,
+    admin: AdminServing,
 ) -> impl Fn() -> Vec<ListenerStatus> + Send + Sync {
     let config = config.clone();
     move || {
@@ -85,9 +89,21 @@ pub fn listeners(
         if let Some(tls) = &c.tls {
             all.extend(tls.listen.iter().map(kind("tls")));
         }
-        all.extend(c.server.admin_listen.iter().map(kind("admin")));
+        all.extend(c.server.admin_listen.iter().map(|addr| ListenerStatus {
+            kind: "admin",
+            addr: addr.to_string(),
+            connections: admin_open(&admin),
+        }));
         all
     }
+}
+
+/// The connections open on the admin address (its server has that one
+/// listener only).
+pub fn admin_open(admin: &AdminServing) -> Option<usize> {
+    admin
+        .get()
+        .map(|running| running.open_connections().iter().map(|(_, n)| n).sum())
 }
 
 /// The connections open on the listener for `addr`: listeners are named
