@@ -507,8 +507,11 @@ async fn worker<T: Send + Sync + 'static>(inner: Arc<Inner<T>>) {
             causes.loading = std::mem::take(&mut causes.pending);
         }
         inner.emit(&ReloadEvent::Started);
-        let verdict = load_once(&inner).await;
+        let (verdict, previous, elapsed) = load_once(&inner).await;
+        // Observers (the status page's history, a service's hook) first: a
+        // reader that waits for the log line then finds the verdict there.
         inner.emit(&ReloadEvent::Finished(&verdict));
+        log_verdict(&verdict, previous, elapsed);
         inner.done.send_replace(Done {
             upto,
             last: Some(LastReload {
@@ -519,7 +522,7 @@ async fn worker<T: Send + Sync + 'static>(inner: Arc<Inner<T>>) {
     }
 }
 
-async fn load_once<T: Send + Sync + 'static>(inner: &Arc<Inner<T>>) -> Verdict {
+async fn load_once<T: Send + Sync + 'static>(inner: &Arc<Inner<T>>) -> (Verdict, u64, Duration) {
     let start = Instant::now();
     let previous = inner.config.generation();
     inner.loads.fetch_add(1, Ordering::Relaxed);
@@ -554,26 +557,26 @@ async fn load_once<T: Send + Sync + 'static>(inner: &Arc<Inner<T>>) -> Verdict {
             "the configuration loader panicked: {join}"
         )))))
     });
-    match outcome {
-        Ok(generation) => {
-            inner.accepted.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(
-                generation,
-                previous,
-                elapsed_ms = ms(elapsed),
-                "reload accepted"
-            );
-            Ok(generation)
-        }
-        Err(error) => {
-            inner.rejected.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                generation = previous,
-                elapsed_ms = ms(elapsed),
-                "reload rejected, generation {previous} keeps serving: {error}"
-            );
-            Err(error)
-        }
+    match &outcome {
+        Ok(_) => inner.accepted.fetch_add(1, Ordering::Relaxed),
+        Err(_) => inner.rejected.fetch_add(1, Ordering::Relaxed),
+    };
+    (outcome, previous, elapsed)
+}
+
+fn log_verdict(verdict: &Verdict, previous: u64, elapsed: Duration) {
+    match verdict {
+        Ok(generation) => tracing::info!(
+            generation,
+            previous,
+            elapsed_ms = ms(elapsed),
+            "reload accepted"
+        ),
+        Err(error) => tracing::warn!(
+            generation = previous,
+            elapsed_ms = ms(elapsed),
+            "reload rejected, generation {previous} keeps serving: {error}"
+        ),
     }
 }
 
