@@ -250,8 +250,8 @@ impl Report {
              The steady floors are judged with wrk and h2load, the tools users measure with, \
              against plain hyper (`grace-bench-hyper`: hyper-util's auto builder on hyper's \
              defaults, no timer) and nginx; hyper with grace's timeouts (`grace-bench-baseline`: \
-             the same with hyper's HTTP/1 header-read timer armed on every request, as grace \
-             does) and the harness's own client are shown beside them, and its floors are \
+             the same with hyper's HTTP/1 header-read timer armed on every request; grace \
+             keeps its header deadline per connection instead) and the harness's own client are shown beside them, and its floors are \
              secondary rows. Floors are those of issues 4 and 14; `MISSED` is reported, never \
              loosened.\n"
         );

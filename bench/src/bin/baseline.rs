@@ -1,6 +1,7 @@
 //! "hyper with grace's timeouts": hyper-util's HTTP/1.1 + h2c auto builder
-//! with a timer, so hyper arms its HTTP/1 header-read timer on every
-//! request as grace does, and no lifecycle at all: no drain tracking, no
+//! with a timer, so hyper enforces grace's header read timeout (by arming
+//! a timer for every request; grace keeps one deadline per connection),
+//! and no lifecycle at all: no drain tracking, no
 //! reload, no signals. The second baseline, `grace-bench-hyper`, is hyper
 //! on its defaults; see `src/hello.rs` for what both share.
 

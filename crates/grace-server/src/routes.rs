@@ -1,21 +1,22 @@
 //! What the server answers: configured routes, and the health and readiness
 //! probes.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::service::Service;
 
-use std::sync::Arc;
-
-use crate::config::{Config, METRICS_PATH};
+use crate::config::{Config, Routes, METRICS_PATH};
 use crate::metrics::Metrics;
-use grace::{Reloadable, Shutdown};
+use grace::{Reloadable, Shutdown, Snapshot};
 
 /// The server's HTTP service. Each request reads one configuration snapshot
 /// and builds its whole response from it, so a reload can never mix two
@@ -52,48 +53,87 @@ impl App {
         self
     }
 
-    fn respond(&self, path: &str) -> (Response<Full<Bytes>>, std::time::Duration) {
+    fn respond(&self, path: &str) -> (Response<Full<Bytes>>, Duration) {
         match path {
             METRICS_PATH if self.metrics.is_some() => (
                 self.metrics.as_ref().map_or_else(
                     || plain(StatusCode::NOT_FOUND, "not found\n"),
                     |m| m.respond(),
                 ),
-                Default::default(),
+                Duration::ZERO,
             ),
-            "/healthz" => (plain(StatusCode::OK, "ok\n"), Default::default()),
+            "/healthz" => (plain(StatusCode::OK, "ok\n"), Duration::ZERO),
             "/readyz" if self.shutdown.is_ready() => {
-                (plain(StatusCode::OK, "ready\n"), Default::default())
+                (plain(StatusCode::OK, "ready\n"), Duration::ZERO)
             }
             "/readyz" => (
                 plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
-                Default::default(),
+                Duration::ZERO,
             ),
-            _ if self.admin => (
-                plain(StatusCode::NOT_FOUND, "not found\n"),
-                Default::default(),
-            ),
-            _ => {
-                let snapshot = self.config.read();
-                match snapshot.routes.get(path) {
-                    Some(route) => {
-                        let mut res = Response::new(Full::new(route.body));
-                        *res.status_mut() = route.status;
-                        // Room for the `date` hyper adds to HTTP/2 responses:
-                        // a clone has none, and growing it costs two more
-                        // allocations per response.
-                        let headers = res.headers_mut();
-                        headers.reserve(route.headers.len() + 1);
-                        headers.extend(route.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
-                        (res, route.delay)
-                    }
-                    None => (
-                        plain(StatusCode::NOT_FOUND, "not found\n"),
-                        Default::default(),
-                    ),
-                }
-            }
+            _ if self.admin => (plain(StatusCode::NOT_FOUND, "not found\n"), Duration::ZERO),
+            _ => self.route(path),
         }
+    }
+
+    /// A configured route's response, from this thread's copy of the
+    /// current generation's routes.
+    ///
+    /// Each response clones the route's body and header values, and a clone
+    /// of a shared buffer adds to its reference count: with one copy for
+    /// every thread, that count's cache line would move between the cores on
+    /// every request. A thread copies a generation's routes the first time
+    /// it answers from it.
+    fn route(&self, path: &str) -> (Response<Full<Bytes>>, Duration) {
+        let current = self.config.read();
+        LOCAL.with_borrow_mut(|local| {
+            let local = match local {
+                Some(copy) if std::ptr::eq(Arc::as_ptr(&copy.snapshot), &*current) => copy,
+                stale => stale.insert(LocalRoutes::of(self.config.load())),
+            };
+            match local.routes.get(path) {
+                Some(route) => {
+                    // Room for what hyper adds to an HTTP/2 response
+                    // (`date`, `content-length`), and for the next request's
+                    // head: HTTP/1 reuses a response's map for it. A map too
+                    // small for either is grown, rehashed, per request.
+                    let mut headers =
+                        HeaderMap::with_capacity((route.headers.len() + 2).max(HEADER_ROOM));
+                    for (name, value) in route.headers {
+                        headers.append(name.clone(), value.clone());
+                    }
+                    let mut res = Response::new(Full::new(route.body));
+                    *res.status_mut() = route.status;
+                    *res.headers_mut() = headers;
+                    (res, route.delay)
+                }
+                None => (plain(StatusCode::NOT_FOUND, "not found\n"), Duration::ZERO),
+            }
+        })
+    }
+}
+
+/// Header fields a route's response map has room for at least: what hyper
+/// allocates for a map's first field, and so what a plain hyper service's
+/// response map gets.
+const HEADER_ROOM: usize = 6;
+
+thread_local! {
+    /// This thread's copy of the routes it last answered from; see
+    /// [`App::route`].
+    static LOCAL: RefCell<Option<LocalRoutes>> = const { RefCell::new(None) };
+}
+
+struct LocalRoutes {
+    // Held, so that no later generation can have its address while the
+    // copy is in use: comparing addresses tells whether it is current.
+    snapshot: Arc<Snapshot<Config>>,
+    routes: Routes,
+}
+
+impl LocalRoutes {
+    fn of(snapshot: Arc<Snapshot<Config>>) -> Self {
+        let routes = snapshot.routes.unshared();
+        LocalRoutes { snapshot, routes }
     }
 }
 

@@ -82,6 +82,31 @@ impl Routes {
     pub fn len(&self) -> usize {
         self.entries.len()
     }
+
+    /// A copy that shares no reference count with this one: its text and
+    /// header values are new buffers. A thread serving from its own copy
+    /// clones bodies and header values without writing to a counter that
+    /// the other threads write too (see `routes::App`).
+    pub fn unshared(&self) -> Routes {
+        let copy = |map: &HeaderMap| {
+            let mut copied = HeaderMap::with_capacity(map.len());
+            for (name, value) in map {
+                let name = HeaderName::from_bytes(name.as_str().as_bytes())
+                    .expect("invariant: a header name is still valid when copied");
+                let mut unshared =
+                    HeaderValue::from_maybe_shared(Bytes::copy_from_slice(value.as_bytes()))
+                        .expect("invariant: a header value is still valid when copied");
+                unshared.set_sensitive(value.is_sensitive());
+                copied.append(name, unshared);
+            }
+            copied
+        };
+        Routes {
+            text: Bytes::copy_from_slice(&self.text),
+            entries: self.entries.clone(),
+            headers: self.headers.iter().map(copy).collect(),
+        }
+    }
 }
 
 impl fmt::Debug for Routes {

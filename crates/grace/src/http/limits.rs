@@ -32,13 +32,16 @@ pub struct Limits {
     /// How long a client may take to send a request's head, counted from the
     /// first byte it sends on a new connection, or from the end of the
     /// previous response on a keep-alive one. A client sending one byte a
-    /// second cannot hold a connection longer than this. Default: 30 s.
+    /// second cannot hold a connection longer than this, plus at most a
+    /// quarter of it: the deadline is checked every quarter timeout, so that
+    /// a request costs no clock read. Default: 30 s.
     pub header_read_timeout: Duration,
     /// How long a connection may stay open with no request in flight before
     /// it is closed (HTTP/1: between requests; HTTP/2: GOAWAY, then dropped
     /// if the client stays on). Bytes that serve no request (pings, a head
     /// trickled a byte at a time) do not keep it open. Applies to HTTP/2 too,
-    /// which has no header timeout between streams. Default: 60 s.
+    /// which has no header timeout between streams. Checked every quarter
+    /// timeout, so the close comes up to a quarter late. Default: 60 s.
     pub idle_timeout: Duration,
     /// How long a write may stay blocked because the client does not read.
     /// Past it the connection is dropped, so a client that never reads its
