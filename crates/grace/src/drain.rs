@@ -399,11 +399,6 @@ impl Shutdown {
         &self.inner.drain
     }
 
-    /// Cancelled when remaining work must be dropped; see [`forced`](Self::forced).
-    pub(crate) fn force_token(&self) -> &CancellationToken {
-        &self.inner.force
-    }
-
     /// Resolves when the drain starts.
     ///
     /// # Cancel safety

@@ -226,6 +226,39 @@ headers = { "x-app" = "grace", "content-type" = "application/json" }
     }
 
     #[test]
+    fn an_unshared_copy_answers_the_same_from_buffers_of_its_own() {
+        let config = parse(
+            "message = \"hi\"\n[[routes]]\npath = \"/a\"\nstatus = 201\nbody = \"a\"\n\
+             headers = { \"x-app\" = \"grace\", \"content-type\" = \"application/json\" }\n",
+            Origin::Embedded,
+        )
+        .unwrap();
+        let copy = config.routes.unshared();
+        for path in ["/", "/a"] {
+            let (original, copied) = (config.routes.get(path).unwrap(), copy.get(path).unwrap());
+            assert_eq!(copied.status, original.status);
+            assert_eq!(copied.body, original.body);
+            assert_eq!(copied.headers, original.headers);
+            assert_ne!(
+                copied.body.as_ptr(),
+                original.body.as_ptr(),
+                "{path}: body shared"
+            );
+        }
+        let value = |routes: &Routes| {
+            routes.get("/a").unwrap().headers["x-app"]
+                .as_bytes()
+                .as_ptr()
+        };
+        assert_ne!(
+            value(&copy),
+            value(&config.routes),
+            "a header value is shared"
+        );
+        assert!(copy.get("/b").is_none());
+    }
+
+    #[test]
     fn errors_name_the_file_line_and_column() {
         assert_eq!(
             err("message = \"a\"\nbogus = 1\n"),

@@ -104,7 +104,10 @@ impl Routes {
         Routes {
             text: Bytes::copy_from_slice(&self.text),
             entries: self.entries.clone(),
-            headers: self.headers.iter().map(copy).collect(),
+            // The default set's values are static: no count to share.
+            headers: std::iter::once(self.headers[0].clone())
+                .chain(self.headers[1..].iter().map(copy))
+                .collect(),
         }
     }
 }

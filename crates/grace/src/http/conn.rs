@@ -189,16 +189,22 @@ where
     }
 }
 
-/// What an HTTP/1 connection's timers ask for.
+/// What an HTTP/1 connection's watch tells.
 enum Watch {
+    /// Remaining work must be dropped.
+    Forced,
     /// Closing between requests, for this reason.
     Close(&'static str),
     /// The client took longer than the header read timeout to send a head.
     HeadLate,
 }
 
-/// What an HTTP/2 connection's timers ask for.
-enum Http2Timer {
+/// What an HTTP/2 connection's watch tells.
+enum Http2Event {
+    /// Remaining work must be dropped.
+    Forced,
+    /// Its listener began draining: GOAWAY.
+    Drained,
     /// No stream for the idle timeout: GOAWAY, or drop if already asked.
     Idle,
     /// Responses waited on the client's flow-control window for the write
@@ -221,19 +227,6 @@ struct Conn {
     limits: Limits,
     activity: Arc<Activity>,
     rejections: Arc<Rejections>,
-}
-
-impl Conn {
-    /// Resolves when remaining work must be dropped. Polled on every wake-up
-    /// of the connection, so through [`Quiet`]: the force token is shared.
-    fn forced(&self) -> Quiet<impl std::future::Future<Output = ()>> {
-        Quiet::new(self.shutdown.force_token().clone().cancelled_owned())
-    }
-
-    /// Resolves when the connection's listener starts draining (likewise).
-    fn drained(&self) -> Quiet<impl std::future::Future<Output = ()>> {
-        Quiet::new(self.drain.clone().cancelled_owned())
-    }
 }
 
 async fn serve_http1<IO, S, B>(io: WriteTimeout<Rewind<IO>>, service: Arc<S>, c: Conn)
@@ -278,14 +271,16 @@ where
                 c.activity.clone(),
             ),
         );
-    let mut forced = c.forced();
-    let mut draining = pin!(idle_deadline_after(c.drained(), shutdown));
+    let mut draining = pin!(idle_deadline_after(c.drain.cancelled(), shutdown));
     let mut asked = false;
     let result = loop {
-        // The timers, through `Quiet`: polled when one of them fires, not
-        // on each of the connection's wake-ups (a few per request).
+        // Everything but the connection itself, in one `Quiet`: polled when
+        // one of them fires, not on each of the connection's wake-ups (a few
+        // per request).
         let watch = Quiet::new(async {
             tokio::select! {
+                biased;
+                _ = shutdown.forced() => Watch::Forced,
                 _ = &mut draining, if !asked => Watch::Close("draining"),
                 _ = c.activity.idle_for(limits.idle_timeout) => Watch::Close("idle timeout"),
                 _ = c.activity.head_late(limits.header_read_timeout) => Watch::HeadLate,
@@ -293,12 +288,12 @@ where
         });
         tokio::select! {
             biased;
-            _ = &mut forced => return,
             // Polled as a future, which needs no `Unpin` service future:
             // hyper sends the FIN when it is done, and the lingering close
             // below reads on.
             result = &mut conn => break Some(result),
             watched = watch => match watched {
+                Watch::Forced => return,
                 Watch::HeadLate => break None,
                 Watch::Close(_) if asked => {
                     tracing::debug!(%peer, "dropping a connection that ignored the request to close");
@@ -354,31 +349,35 @@ where
             Tracked::new(service, Wire::Http2, c.activity.clone()),
         );
     let mut conn = pin!(conn);
-    let mut forced = c.forced();
-    let mut drained = c.drained();
+    let mut drained = pin!(c.drain.cancelled());
     let mut going_away = false;
     let mut idle_asked = false;
     let result = loop {
-        // The timers, through `Quiet`: polled when one of them fires, not on
-        // each of the connection's wake-ups (several per stream).
-        let timers = Quiet::new(async {
+        // Everything but the connection itself, in one `Quiet`: polled when
+        // one of them fires, not on each of the connection's wake-ups
+        // (several per stream).
+        let events = Quiet::new(async {
             tokio::select! {
-                _ = c.activity.idle_for(limits.idle_timeout) => Http2Timer::Idle,
-                _ = c.activity.stalled_for(limits.write_timeout) => Http2Timer::Stalled,
+                biased;
+                _ = c.shutdown.forced() => Http2Event::Forced,
+                _ = &mut drained, if !going_away => Http2Event::Drained,
+                _ = c.activity.idle_for(limits.idle_timeout) => Http2Event::Idle,
+                _ = c.activity.stalled_for(limits.write_timeout) => Http2Event::Stalled,
             }
         });
         tokio::select! {
             biased;
-            _ = &mut forced => return,
             result = conn.as_mut() => break result,
-            _ = &mut drained, if !going_away => {
-                // GOAWAY(2^31-1) and a PING, then the real last stream id once
-                // the PING comes back (h2 does the two steps of RFC 9113 §6.8).
-                going_away = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            timer = timers => match timer {
-                Http2Timer::Idle => {
+            event = events => match event {
+                Http2Event::Forced => return,
+                Http2Event::Drained => {
+                    // GOAWAY(2^31-1) and a PING, then the real last stream
+                    // id once the PING comes back (h2 does the two steps of
+                    // RFC 9113 §6.8).
+                    going_away = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                Http2Event::Idle => {
                     if idle_asked {
                         // Asked to go and still silent (it never answered the
                         // GOAWAY's PING): nothing is in flight, drop it.
@@ -390,7 +389,7 @@ where
                     going_away = true;
                     conn.as_mut().graceful_shutdown();
                 }
-                Http2Timer::Stalled => {
+                Http2Event::Stalled => {
                     // Flow control keeps the data here, so no write blocks
                     // and the write timeout never fires: the same rule, told
                     // by the connection. Its streams are cut; the client

@@ -84,8 +84,12 @@ impl<F: Future> Future for Quiet<F> {
                 .unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
             this.task = Some(cx.waker().clone());
         }
-        // Acquire: pairs with the relay's store.
-        if !first && !this.relay.woken.swap(false, Ordering::Acquire) {
+        // A load first: most wake-ups are for something else, and a load
+        // does not take the line for writing as the swap does. Acquire:
+        // pairs with the relay's store.
+        let woken = this.relay.woken.load(Ordering::Relaxed)
+            && this.relay.woken.swap(false, Ordering::Acquire);
+        if !first && !woken {
             // The task woke for something else: the inner future's
             // registration (with the relay's waker) still stands.
             return Poll::Pending;
