@@ -54,6 +54,9 @@ pub(crate) struct Activity {
     // HTTP/1: set by each read that brought bytes, cleared by the idle
     // check: bytes of a next head on their way.
     read: AtomicBool,
+    // HTTP/1: whether the last request came with a body, which may still be
+    // arriving when the connection closes.
+    had_body: AtomicBool,
 }
 
 /// Adds one ended request and removes one in flight, in one addition.
@@ -125,6 +128,7 @@ impl Activity {
             sending: AtomicUsize::new(0),
             wrote: AtomicBool::new(false),
             read: AtomicBool::new(false),
+            had_body: AtomicBool::new(false),
         })
     }
 
@@ -139,6 +143,17 @@ impl Activity {
             sending: Sending::No,
             timing: self.stats.is_some().then(Timing::start),
         }
+    }
+
+    /// HTTP/1: notes whether the request beginning now has a body.
+    pub(crate) fn set_body(&self, has_body: bool) {
+        // Relaxed: read by the connection's own task once it is done.
+        self.had_body.store(has_body, Ordering::Relaxed);
+    }
+
+    /// HTTP/1: whether the last request had a body.
+    pub(crate) fn had_body(&self) -> bool {
+        self.had_body.load(Ordering::Relaxed)
     }
 
     /// True once the connection should ask HTTP/1 clients to go

@@ -71,6 +71,7 @@ fn host_problem(headers: &HeaderMap) -> Option<&'static str> {
 impl<S, ReqB, ResB> Service<Request<ReqB>> for Tracked<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ReqB: Body,
 {
     type Response = Response<TrackedBody<ResB>>;
     type Error = S::Error;
@@ -87,6 +88,7 @@ where
                         };
                     }
                 }
+                self.activity.set_body(!req.body().is_end_stream());
                 // Absolute form (`GET http://host/path`): the target names
                 // the host, and the Host header is ignored (RFC 9112
                 // §3.2.2); the service sees the one the target names.
