@@ -244,8 +244,8 @@ fn server(
 ) -> Server<RunConfig> {
     let app = supervisor.clone();
     let reload_args = args.clone();
-    // Runs off the async threads (the reloader's blocking pool), so it may
-    // wait for the new generation there.
+    // Runs off the async threads (on the reload thread), so it may wait for
+    // the new generation there.
     let replace = move || -> Result<RunConfig, BoxError> {
         // The file again, if any: a new command or timeouts take effect now.
         let new = RunConfig::settle(&reload_args)?;

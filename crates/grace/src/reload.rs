@@ -7,10 +7,10 @@
 //! reflects the file as it was when the caller asked, or later.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::config::Reloadable;
 use crate::error::{BoxError, ReloadError};
@@ -161,8 +161,14 @@ pub enum ReloadEvent<'a> {
 type ObserverFn = dyn Fn(&ReloadEvent<'_>) + Send + Sync;
 
 /// Drives reloads of a [`Reloadable`]: runs the loader (read, parse,
-/// validate) off the async threads, swaps the result in when it is accepted,
-/// and reports a [`Verdict`]. Cheap to clone.
+/// validate), swaps the result in when it is accepted, and reports a
+/// [`Verdict`]. Cheap to clone.
+///
+/// All of a reload runs on a thread of its own, `grace-reload`, at a lower
+/// priority than the rest of the process (nice 10): loading, preparing,
+/// swapping, dropping the old generation, the observers and the verdict's
+/// log line. The threads that serve requests only ever see the new
+/// generation appear.
 ///
 /// # Example
 ///
@@ -222,7 +228,8 @@ struct Inner<T> {
     // Tickets handed out so far. SeqCst pairs with the worker's read of it:
     // a ticket taken before the worker reads is covered by that load.
     requested: AtomicU64,
-    wake: Notify,
+    // The reload thread, to wake; an error when it could not be started.
+    thread: OnceLock<Result<std::thread::Thread, Arc<std::io::Error>>>,
     done: watch::Sender<Done>,
     closed: AtomicBool,
     loads: AtomicU64,
@@ -249,9 +256,10 @@ impl<T: Send + Sync + 'static> Reloader<T> {
     /// configuration. `load` reads, parses and validates; an `Err` rejects
     /// the reload and leaves the current configuration serving.
     ///
-    /// # Panics
-    /// Outside a tokio runtime: the reload worker is spawned on the current
-    /// one.
+    /// Starts the reload thread. Inside a tokio runtime, that thread enters
+    /// it, so that `load`, the prepare step and observers may spawn tasks.
+    /// When the thread cannot be started (the system is out of threads),
+    /// every reload is rejected with that error.
     pub fn new<F, E>(config: Reloadable<T>, load: F) -> Self
     where
         F: Fn() -> Result<T, E> + Send + Sync + 'static,
@@ -261,7 +269,7 @@ impl<T: Send + Sync + 'static> Reloader<T> {
             config,
             load: Box::new(move || load().map_err(Into::into)),
             requested: AtomicU64::new(0),
-            wake: Notify::new(),
+            thread: OnceLock::new(),
             done: watch::Sender::new(Done {
                 upto: 0,
                 last: None,
@@ -274,7 +282,20 @@ impl<T: Send + Sync + 'static> Reloader<T> {
             observers: std::sync::RwLock::new(Vec::new()),
             causes: std::sync::Mutex::default(),
         });
-        tokio::spawn(worker(inner.clone()));
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let weak = Arc::downgrade(&inner);
+        let thread = std::thread::Builder::new()
+            .name("grace-reload".into())
+            .spawn(move || reload_thread(weak, runtime));
+        let thread = match thread {
+            Ok(handle) => Ok(handle.thread().clone()),
+            Err(e) => {
+                tracing::error!("cannot start the reload thread, reloads will be rejected: {e}");
+                Err(Arc::new(e))
+            }
+        };
+        // Set once, here, before anyone can trigger.
+        let _ = inner.thread.set(thread);
         Reloader { inner }
     }
 
@@ -302,8 +323,8 @@ impl<T: Send + Sync + 'static> Reloader<T> {
     }
 
     /// Calls `observer` when each load starts and when it finishes (systemd's
-    /// `RELOADING=1` … `READY=1`, metrics). It runs on the reload worker:
-    /// keep it short.
+    /// `RELOADING=1` … `READY=1`, metrics). It runs on the reload thread,
+    /// before the next load can start: keep it short.
     pub fn observe(&self, observer: impl Fn(&ReloadEvent<'_>) + Send + Sync + 'static) {
         self.inner
             .observers
@@ -321,7 +342,7 @@ impl<T: Send + Sync + 'static> Reloader<T> {
     /// are merged into the next one.
     pub fn trigger(&self) -> Ticket {
         let ticket = self.inner.requested.fetch_add(1, Ordering::SeqCst) + 1;
-        self.inner.wake.notify_one();
+        self.inner.wake();
         Ticket(ticket)
     }
 
@@ -430,7 +451,7 @@ impl<T: Send + Sync + 'static> Reloader<T> {
     /// get [`ReloadError::ShuttingDown`]; a load already running finishes.
     pub(crate) fn close(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
-        self.inner.wake.notify_one();
+        self.inner.wake();
     }
 
     /// The last reload that ran, if any.
@@ -456,7 +477,34 @@ impl<T: Send + Sync + 'static> Reloader<T> {
     }
 }
 
+impl<T> Drop for Inner<T> {
+    fn drop(&mut self) {
+        // The last handle is gone: the reload thread, parked, finds nothing
+        // left to reload and ends.
+        self.wake();
+    }
+}
+
 impl<T> Inner<T> {
+    fn wake(&self) {
+        match self.thread.get() {
+            Some(Ok(thread)) => thread.unpark(),
+            Some(Err(e)) => {
+                // No thread to load: answer at once, with why.
+                let verdict = Err(ReloadError::Load(e.clone()));
+                let upto = self.requested.load(Ordering::SeqCst);
+                self.done.send_modify(|d| {
+                    d.upto = d.upto.max(upto);
+                    d.last = Some(LastReload {
+                        at: SystemTime::now(),
+                        verdict,
+                    });
+                });
+            }
+            None => {}
+        }
+    }
+
     fn lock_causes(&self) -> std::sync::MutexGuard<'_, Causes> {
         self.causes
             .lock()
@@ -482,12 +530,31 @@ impl<T> Inner<T> {
     }
 }
 
-async fn worker<T: Send + Sync + 'static>(inner: Arc<Inner<T>>) {
+/// How long the reload thread waits after a load, for another to come,
+/// before it gives the freed memory back: a burst of reloads is trimmed
+/// once, after it ends, and a lone reload a moment after it.
+const TRIM_AFTER: Duration = Duration::from_millis(50);
+
+/// The reload thread: runs a load whenever a ticket is not covered yet,
+/// until the reloader is closed or every handle to it is gone.
+fn reload_thread<T: Send + Sync + 'static>(
+    inner: Weak<Inner<T>>,
+    runtime: Option<tokio::runtime::Handle>,
+) {
+    let _runtime = runtime.as_ref().map(tokio::runtime::Handle::enter);
+    // A reload competes for the CPU with the requests being served, which
+    // matter more: the scheduler runs this thread when they leave room, and
+    // a slower load merges more triggers, never queues them.
+    if let Err(e) = crate::handoff::sys::lower_thread_priority(RELOAD_NICE) {
+        tracing::debug!("reload thread keeps the normal priority: {e}");
+    }
     // The first load (the one `config` was made from) left its parse's
     // pages with the allocator too.
-    let _ = tokio::task::spawn_blocking(crate::handoff::sys::release_free_memory).await;
+    let mut trim_at = Some(Instant::now());
     loop {
-        inner.wake.notified().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
         let upto = inner.requested.load(Ordering::SeqCst);
         if inner.closed.load(Ordering::SeqCst) {
             inner.done.send_modify(|d| {
@@ -499,20 +566,46 @@ async fn worker<T: Send + Sync + 'static>(inner: Arc<Inner<T>>) {
             });
             return;
         }
-        if upto == inner.done.borrow().upto {
+        if upto != inner.done.borrow().upto {
+            inner.run(upto);
+            trim_at = Some(Instant::now() + TRIM_AFTER);
             continue;
         }
+        // Not held while parked: dropping the last handle must end us.
+        drop(inner);
+        match trim_at {
+            None => std::thread::park(),
+            Some(at) => match at.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => std::thread::park_timeout(left),
+                _ => {
+                    // The parse's temporaries (and the old generation) are
+                    // freed by now, but the allocator keeps their pages:
+                    // without this, RSS grows with reloads of a big config.
+                    crate::handoff::sys::release_free_memory();
+                    trim_at = None;
+                }
+            },
+        }
+    }
+}
+
+/// The reload thread's nice value: below the threads that serve.
+const RELOAD_NICE: i32 = 10;
+
+impl<T: Send + Sync + 'static> Inner<T> {
+    /// One load, covering every ticket up to `upto`.
+    fn run(&self, upto: u64) {
         {
-            let mut causes = inner.lock_causes();
+            let mut causes = self.lock_causes();
             causes.loading = std::mem::take(&mut causes.pending);
         }
-        inner.emit(&ReloadEvent::Started);
-        let (verdict, previous, elapsed) = load_once(&inner).await;
+        self.emit(&ReloadEvent::Started);
+        let (verdict, previous, elapsed) = self.load_once();
         // Observers (the status page's history, a service's hook) first: a
         // reader that waits for the log line then finds the verdict there.
-        inner.emit(&ReloadEvent::Finished(&verdict));
+        self.emit(&ReloadEvent::Finished(&verdict));
         log_verdict(&verdict, previous, elapsed);
-        inner.done.send_replace(Done {
+        self.done.send_replace(Done {
             upto,
             last: Some(LastReload {
                 at: SystemTime::now(),
@@ -520,48 +613,47 @@ async fn worker<T: Send + Sync + 'static>(inner: Arc<Inner<T>>) {
             }),
         });
     }
-}
 
-async fn load_once<T: Send + Sync + 'static>(inner: &Arc<Inner<T>>) -> (Verdict, u64, Duration) {
-    let start = Instant::now();
-    let previous = inner.config.generation();
-    inner.loads.fetch_add(1, Ordering::Relaxed);
-    // Loading reads files and may be slow, and swapping drops the old
-    // generation, which for a big config is as slow: all of it runs off the
-    // async workers, so a burst of reloads does not show in request latency.
-    let worker = inner.clone();
-    let loaded = tokio::task::spawn_blocking(move || {
-        let swapped = (|| {
-            let config = (worker.load)().map_err(|e| ReloadError::Load(Arc::from(e)))?;
-            let commit = match worker.prepare.get() {
-                None => None,
-                Some(prepare) => prepare(&worker.config.load(), &config)
-                    .map_err(|e| ReloadError::Apply(Arc::from(e)))?,
-            };
-            let generation = worker.config.store(config).generation();
-            if let Some(commit) = commit {
-                commit();
-            }
-            Ok(generation)
-        })();
-        // The parse's temporaries (and, once accepted, the old generation)
-        // are freed by now, but the allocator keeps their pages: without
-        // this, RSS grows with every reload of a big config.
-        crate::handoff::sys::release_free_memory();
-        swapped
-    })
-    .await;
-    let elapsed = start.elapsed();
-    let outcome = loaded.unwrap_or_else(|join| {
-        Err(ReloadError::Load(Arc::from(BoxError::from(format!(
-            "the configuration loader panicked: {join}"
-        )))))
-    });
-    match &outcome {
-        Ok(_) => inner.accepted.fetch_add(1, Ordering::Relaxed),
-        Err(_) => inner.rejected.fetch_add(1, Ordering::Relaxed),
-    };
-    (outcome, previous, elapsed)
+    fn load_once(&self) -> (Verdict, u64, Duration) {
+        let start = Instant::now();
+        let previous = self.config.generation();
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        // A panicking loader rejects the reload; the thread lives on.
+        let swapped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.swap()));
+        let outcome = swapped.unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(ReloadError::Load(Arc::from(BoxError::from(format!(
+                "the configuration loader panicked: {why}"
+            )))))
+        });
+        let elapsed = start.elapsed();
+        match &outcome {
+            Ok(_) => self.accepted.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.rejected.fetch_add(1, Ordering::Relaxed),
+        };
+        (outcome, previous, elapsed)
+    }
+
+    /// Load, prepare, swap, commit: the old generation is dropped here too
+    /// (unless a request still holds it), which for a big config costs as
+    /// much as loading it.
+    fn swap(&self) -> Verdict {
+        let config = (self.load)().map_err(|e| ReloadError::Load(Arc::from(e)))?;
+        let commit = match self.prepare.get() {
+            None => None,
+            Some(prepare) => prepare(&self.config.load(), &config)
+                .map_err(|e| ReloadError::Apply(Arc::from(e)))?,
+        };
+        let generation = self.config.store(config).generation();
+        if let Some(commit) = commit {
+            commit();
+        }
+        Ok(generation)
+    }
 }
 
 fn log_verdict(verdict: &Verdict, previous: u64, elapsed: Duration) {
@@ -655,6 +747,60 @@ mod tests {
         // An unnamed trigger names nothing.
         reloader.reload().await.unwrap();
         assert!(reloader.causes().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn loads_run_on_the_reload_thread_at_a_lower_priority() {
+        let reloader = Reloader::new(Reloadable::new((String::new(), 0)), || {
+            let name = std::thread::current().name().unwrap_or_default().to_owned();
+            // Field 19 of the thread's stat line is its nice value.
+            let stat = std::fs::read_to_string("/proc/thread-self/stat")?;
+            let after_name = stat.rsplit_once(')').ok_or("no comm in stat")?.1;
+            let nice: i32 = after_name
+                .split_whitespace()
+                .nth(16)
+                .ok_or("short stat")?
+                .parse()?;
+            Ok::<_, BoxError>((name, nice))
+        });
+        reloader.reload().await.unwrap();
+        let loaded = reloader.config().load();
+        assert_eq!(loaded.0, "grace-reload");
+        assert_eq!(loaded.1, RELOAD_NICE);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_loader_is_rejected_and_the_next_reload_runs() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let c = calls.clone();
+        let reloader = Reloader::new(Reloadable::new(0u32), move || {
+            if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("bad table");
+            }
+            Ok::<_, BoxError>(7u32)
+        });
+        let err = reloader.reload().await.unwrap_err();
+        assert!(err.to_string().contains("panicked: bad table"), "{err}");
+        assert_eq!(reloader.reload().await.unwrap(), 2);
+        assert_eq!(**reloader.config().load(), 7);
+    }
+
+    #[tokio::test]
+    async fn dropping_every_handle_frees_the_reloader() {
+        let captured = Arc::new(());
+        let held = captured.clone();
+        let reloader = Reloader::new(Reloadable::new(()), move || {
+            let _ = &held;
+            Ok::<_, BoxError>(())
+        });
+        reloader.reload().await.unwrap();
+        drop(reloader);
+        // The thread lets go of it once it wakes to find no handle left.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&captured) > 1 {
+            assert!(Instant::now() < deadline, "the loader is still held");
+            tokio::task::yield_now().await;
+        }
     }
 
     #[tokio::test]

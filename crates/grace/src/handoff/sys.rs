@@ -1,6 +1,7 @@
 //! Every `unsafe` block of grace: taking ownership of inherited descriptors,
-//! the few async-signal-safe steps a child runs between fork and exec, and
-//! the record locks behind the pid file.
+//! the few async-signal-safe steps a child runs between fork and exec, the
+//! record locks behind the pid file, and the calls that keep reloads from
+//! weighing on the rest of the process (thread priority, the allocator).
 
 #![allow(unsafe_code)]
 
@@ -259,6 +260,31 @@ pub(crate) fn release_free_memory() {
 /// Other allocators return freed memory by themselves, or offer no call.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub(crate) fn release_free_memory() {}
+
+/// Sets the nice value of the calling thread alone (Linux keeps one per
+/// thread; POSIX would set the whole process's). Raising it needs no
+/// privilege. Threads this one starts inherit it.
+///
+/// # Errors
+/// What the OS said.
+#[cfg(target_os = "linux")]
+pub(crate) fn lower_thread_priority(nice: i32) -> io::Result<()> {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: plain integers; `PRIO_PROCESS` with a thread id names that
+    // thread on Linux.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Elsewhere the nice value belongs to the process: leave it.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn lower_thread_priority(_nice: i32) -> io::Result<()> {
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@ impl<T: Send + Sync + 'static> Server<T> {
     /// `Ok(generation)` when accepted, `Err` with why when rejected (the
     /// previous configuration keeps serving). Repeat to add more.
     ///
-    /// It runs on the reload worker, after the swap: keep it short (log,
+    /// It runs on the reload thread, after the swap: keep it short (log,
     /// count, send on a channel).
     ///
     /// # Example

@@ -106,12 +106,13 @@ impl<T: Send + Sync + 'static> Server<T> {
     /// # Where `load` runs
     /// At start, on the thread that calls [`Server::start`] (the runtime's
     /// main thread under [`Server::run_blocking`]), before anything listens.
-    /// On reloads, on a thread of tokio's blocking pool
-    /// (`spawn_blocking`), one reload at a time, never on an async worker:
-    /// it may block (read files, parse) without delaying requests. To load
-    /// asynchronously (from a secret store over the network, say), block on
-    /// the runtime there, `tokio::runtime::Handle::current().block_on(fetch())`,
-    /// which is allowed on a blocking-pool thread, and give the first
+    /// On reloads, on the reloader's own thread (`grace-reload`, at a lower
+    /// priority than the rest of the process), one reload at a time, never
+    /// on an async worker: it may block (read files, parse) without delaying
+    /// requests. To load asynchronously (from a secret store over the
+    /// network, say), block on the runtime there,
+    /// `tokio::runtime::Handle::current().block_on(fetch())`, which is
+    /// allowed on that thread (it is not one of the runtime's), and give the first
     /// configuration, loaded with `.await` before start, to
     /// [`Server::initial`] (`block_on` would panic on the thread that starts
     /// the server, which is inside the runtime).
