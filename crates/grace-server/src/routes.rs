@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -16,7 +17,7 @@ use hyper::service::Service;
 
 use crate::config::{Config, Routes, METRICS_PATH};
 use crate::metrics::Metrics;
-use grace::{Reloadable, Shutdown, Snapshot};
+use grace::{Reloadable, Shutdown};
 
 /// The server's HTTP service. Each request reads one configuration snapshot
 /// and builds its whole response from it, so a reload can never mix two
@@ -29,6 +30,9 @@ pub struct App {
     metrics: Option<Arc<Metrics>>,
     // The admin listener answers only grace's own endpoints.
     admin: bool,
+    // Tells this App's routes from another's in a thread's copy (see
+    // `route`): clones share it, as they share the configuration.
+    id: u64,
 }
 
 impl App {
@@ -38,6 +42,10 @@ impl App {
             shutdown,
             metrics: None,
             admin: false,
+            id: {
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            },
         }
     }
 
@@ -87,8 +95,14 @@ impl App {
         let current = self.config.read();
         LOCAL.with_borrow_mut(|local| {
             let local = match local {
-                Some(copy) if std::ptr::eq(Arc::as_ptr(&copy.snapshot), &*current) => copy,
-                stale => stale.insert(LocalRoutes::of(self.config.load())),
+                Some(copy) if copy.app == self.id && copy.generation == current.generation() => {
+                    copy
+                }
+                stale => stale.insert(LocalRoutes {
+                    app: self.id,
+                    generation: current.generation(),
+                    routes: current.routes.for_one_thread(),
+                }),
             };
             match local.routes.get(path) {
                 Some(route) => {
@@ -124,17 +138,11 @@ thread_local! {
 }
 
 struct LocalRoutes {
-    // Held, so that no later generation can have its address while the
-    // copy is in use: comparing addresses tells whether it is current.
-    snapshot: Arc<Snapshot<Config>>,
+    // Which `App` (so which configuration) and generation it was copied
+    // from: holding no reference, it keeps no old generation alive.
+    app: u64,
+    generation: u64,
     routes: Routes,
-}
-
-impl LocalRoutes {
-    fn of(snapshot: Arc<Snapshot<Config>>) -> Self {
-        let routes = snapshot.routes.unshared();
-        LocalRoutes { snapshot, routes }
-    }
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

@@ -56,6 +56,9 @@ impl Slice {
     }
 }
 
+/// The most text (paths and bodies) routes are copied for each thread with.
+pub const PER_THREAD_COPY: usize = 64 * 1024;
+
 /// One route's answer.
 pub struct Route<'a> {
     pub status: StatusCode,
@@ -81,6 +84,18 @@ impl Routes {
 
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// The routes for one thread to answer from: routes of up to
+    /// [`PER_THREAD_COPY`] bytes of text are copied (see
+    /// [`unshared`](Self::unshared)); bigger ones are shared, as a copy per
+    /// thread would cost more memory than the shared counts cost time.
+    pub fn for_one_thread(&self) -> Routes {
+        if self.text.len() <= PER_THREAD_COPY {
+            self.unshared()
+        } else {
+            self.clone()
+        }
     }
 
     /// A copy that shares no reference count with this one: its text and
