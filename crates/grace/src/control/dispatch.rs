@@ -129,8 +129,10 @@ impl<T: Send + Sync + 'static> Handlers<T> {
         let _answering = matches!(request, Request::Upgrade {}).then(|| self.waiters.token());
         let reply = match request {
             Request::Stop { wait } => {
-                // Counted from here to the last line: `close` waits for it.
-                let _following = wait.then(|| self.waiters.token());
+                // Counted from here to the last line, `stopping` alone too:
+                // `close` waits for it, or a drain with nothing to wait for
+                // could end the process before the client hears it.
+                let _answering = self.waiters.token();
                 return self.stop(conn, wait).await;
             }
             Request::Status {} => Reply::Status(self.status()),
