@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates crates/grace-server/startup.order: the functions the release
-# grace binary runs from exec to its first answered request, which the build
-# script asks the linker to place together (see crates/grace-server/build.rs).
+# grace binary runs from exec to its first answered request and through its
+# first reload, which the build script asks the linker to place together (see
+# crates/grace-server/build.rs). The reload is there because every operator
+# does one: left out, its code maps 64 KB stretches of its own on the first.
 # Run it after a toolchain or dependency update, or when the footprint
 # bench's idle RSS rises: names the build no longer has are skipped.
 #
@@ -26,15 +28,17 @@ cleanup() {
 trap cleanup EXIT
 
 # Builds grace with cargo's "$@" and prints the functions of the binary that
-# ran until its first answer, over two starts: some paths depend on timing.
+# ran until its first reload was served, over two starts: some paths depend
+# on timing.
 collect() {
     cargo build --release --quiet --manifest-path "$root/Cargo.toml" "$@"
     run_once
     run_once
 }
 
-# Runs grace under callgrind, as the footprint bench starts it, until its
-# first answer, and prints the functions of the binary that ran.
+# Runs grace under callgrind, as the footprint bench starts it, until it
+# serves a reloaded configuration, and prints the functions of the binary
+# that ran.
 run_once() {
     local port=$((20000 + RANDOM % 20000))
     cat >"$tmp/grace.toml" <<TOML
@@ -47,22 +51,14 @@ TOML
     valgrind --tool=callgrind --demangle=no --callgrind-out-file="$tmp/cg.%p" \
         "$grace" serve --config "$tmp/grace.toml" --pid-file "$tmp/grace.pid" 2>"$tmp/log" &
     pid=$!
-    local answered=
-    for _ in $(seq 1 600); do
-        if curl -sf -o /dev/null "http://127.0.0.1:$port/"; then
-            answered=1
-            break
-        fi
-        sleep 0.1
-    done
-    if [ -z "$answered" ]; then
-        echo "grace did not answer under valgrind:" >&2
-        cat "$tmp/log" >&2
-        exit 1
-    fi
-    # Let the work that follows the answer (its log line) run, then dump.
+    wait_for "Before" "$port"
+    sed 's/Before/After/' "$tmp/grace.toml" >"$tmp/grace.toml.new"
+    mv "$tmp/grace.toml.new" "$tmp/grace.toml"
+    kill -HUP "$pid"
+    wait_for "After" "$port"
+    # Let the work that follows the answer (its log lines) run, then dump.
     sleep 1
-    callgrind_control -d "$pid" >/dev/null
+    callgrind_control -d "$pid" >/dev/null 2>&1
     kill -TERM "$pid"
     wait "$pid" 2>/dev/null || true
     # Callgrind names each object and function once, then refers to it by
@@ -83,6 +79,19 @@ TOML
     comm -12 "$tmp/ran" "$tmp/text"
     rm -f "$tmp"/cg.*
     pid=
+}
+
+# Polls / on "$2" until its body holds "$1".
+wait_for() {
+    for _ in $(seq 1 600); do
+        if curl -sf "http://127.0.0.1:$2/" 2>/dev/null | grep -q "$1"; then
+            return
+        fi
+        sleep 0.1
+    done
+    echo "grace did not answer \"$1\" under valgrind:" >&2
+    cat "$tmp/log" >&2
+    exit 1
 }
 
 {
