@@ -325,12 +325,14 @@ where
         ),
     }
     let mut io = parts.io.into_inner().into_inner().into_inner().into_inner();
-    // As nginx's `lingering_close on`: a clean end with nothing left to read
-    // and no request body that may still be arriving closes at once; hyper
-    // has sent the FIN. Lingering costs a timer, a wait on the shared force
-    // token and a few system calls, on every connection that sends
-    // `Connection: close`.
-    let clean = ended_cleanly && parts.read_buf.is_empty();
+    // As nginx's `lingering_close on`: a connection that ended cleanly on
+    // its own (the client said `Connection: close`, or closed), with nothing
+    // left to read and no request body that may still be arriving, closes at
+    // once; hyper has sent the FIN. Lingering costs a timer, a wait on the
+    // shared force token and a few system calls on every such connection.
+    // One we asked to close (drain, idle timeout) lingers: the client's next
+    // request may be on its way, and must meet a FIN, not a reset.
+    let clean = ended_cleanly && !asked && parts.read_buf.is_empty();
     if clean && !c.activity.had_body() && !readable_now(&mut io).await {
         return;
     }
