@@ -271,7 +271,7 @@ where
                 c.activity.clone(),
             ),
         );
-    let mut draining = pin!(idle_deadline_after(c.drain.cancelled(), shutdown));
+    let mut draining = pin!(idle_deadline(shutdown, &c.drain));
     let mut asked = false;
     let result = loop {
         // Everything but the connection itself, in one `Quiet`: polled when
@@ -439,11 +439,7 @@ where
 /// idle grace after its listener began draining (on shutdown, the
 /// shutdown's grace; when only its listener was removed, the default).
 async fn idle_deadline(shutdown: &Shutdown, drain: &CancellationToken) {
-    idle_deadline_after(drain.cancelled(), shutdown).await
-}
-
-async fn idle_deadline_after(drained: impl std::future::Future<Output = ()>, shutdown: &Shutdown) {
-    drained.await;
+    drain.cancelled().await;
     let grace = shutdown.settings().unwrap_or_default().idle_grace;
     tokio::time::sleep(grace).await
 }
