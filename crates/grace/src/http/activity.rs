@@ -156,6 +156,16 @@ impl Activity {
         self.had_body.load(Ordering::Relaxed)
     }
 
+    /// HTTP/2: true while a request in flight has no response to send yet
+    /// (its handler is at work, or its body has no data ready): more
+    /// responses are coming. See [`Coalesce`](super::coalesce::Coalesce).
+    pub(crate) fn answers_pending(&self) -> bool {
+        // Relaxed: a stale count only decides whether one write waits a
+        // turn.
+        in_flight(self.requests.load(Ordering::Relaxed)) as usize
+            > self.sending.load(Ordering::Relaxed)
+    }
+
     /// True once the connection should ask HTTP/1 clients to go
     /// (`Connection: close`): the shutdown's drain started, or its listener
     /// was removed. Two relaxed loads of lines nothing writes while serving.

@@ -42,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::activity::{Activity, ReadActivity, WriteProgress};
 use super::admission::Slot;
+use super::coalesce::Coalesce;
 use super::detect::{detect, request_line_fits, Protocol, Rewind};
 use super::limits::Limits;
 use super::quiet::Quiet;
@@ -371,7 +372,10 @@ where
         .max_local_error_reset_streams(limits.http2_max_local_error_reset_streams)
         .max_header_list_size(u32::try_from(limits.header_size()).unwrap_or(u32::MAX))
         .serve_connection(
-            TokioIo::new(WriteProgress::new(io, c.activity.clone())),
+            TokioIo::new(Coalesce::new(
+                WriteProgress::new(io, c.activity.clone()),
+                c.activity.clone(),
+            )),
             Tracked::new(service, Wire::Http2, c.activity.clone()),
         );
     let mut conn = pin!(conn);

@@ -3,6 +3,7 @@
 
 mod activity;
 pub(crate) mod admission;
+mod coalesce;
 mod conn;
 mod detect;
 mod limits;
