@@ -106,6 +106,8 @@
 // `unsafe` is allowed in one module only: handoff::sys.
 #![deny(unsafe_code)]
 
+#[cfg(any(feature = "control", feature = "tls"))]
+mod civil_time;
 mod config;
 #[cfg(feature = "control")]
 pub mod control;
