@@ -14,6 +14,7 @@
 
 pub(crate) mod group;
 pub(crate) mod inherit;
+pub(crate) mod pass;
 mod ready;
 mod status;
 pub(crate) mod sys;

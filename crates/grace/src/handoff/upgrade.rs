@@ -5,7 +5,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,7 +16,8 @@ use rustix::pipe::{pipe_with, PipeFlags};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
-use super::inherit::{encode_name, GENERATION_VAR, LISTEN_FDS_START, READY_FD_VAR};
+use super::inherit::{GENERATION_VAR, READY_FD_VAR};
+use super::pass::{inherited_env, Passed};
 use super::ready::READY_LINE;
 use super::sys::ExecPlan;
 use crate::drain::Shutdown;
@@ -459,54 +460,37 @@ impl Handoff {
     fn spawn(&self) -> Result<(Child, OwnedFd), UpgradeError> {
         let guard = self.lock();
         let sockets = guard.as_ref().ok_or(UpgradeError::ShuttingDown)?;
-        let n = sockets.len() as RawFd;
-        let ready_target = LISTEN_FDS_START + n;
-        // Sources are duplicated above every target number, so moving one
-        // into place can never overwrite another that is still to move.
-        let floor = ready_target + 1;
+        // The readiness pipe's write end follows the sockets.
         let (ready_read, ready_write) = pipe_with(PipeFlags::CLOEXEC).map_err(io::Error::from)?;
-        let mut keep_alive: Vec<OwnedFd> = Vec::with_capacity(sockets.len() + 1);
-        let mut moves = Vec::with_capacity(sockets.len() + 1);
-        for (i, (_, fd)) in sockets.iter().enumerate() {
-            let high = rustix::io::fcntl_dupfd_cloexec(fd, floor).map_err(io::Error::from)?;
-            moves.push((high.as_raw_fd(), LISTEN_FDS_START + i as RawFd));
-            keep_alive.push(high);
-        }
-        let high = rustix::io::fcntl_dupfd_cloexec(&ready_write, floor).map_err(io::Error::from)?;
-        moves.push((high.as_raw_fd(), ready_target));
-        keep_alive.push(high);
-        drop(ready_write);
-
-        let names = sockets
-            .iter()
-            .map(|(name, _)| encode_name(name))
-            .collect::<Vec<_>>()
-            .join(":");
+        let mut passed = Passed::sockets(sockets, 1)?;
         drop(guard);
-        let fds_count = n.to_string();
-        let ready_fd = ready_target.to_string();
+        let ready_fd = passed.add(&ready_write)?.to_string();
+        drop(ready_write);
+        let Passed {
+            keep_alive,
+            moves,
+            count,
+            names,
+            ..
+        } = passed;
         // Our activation variables are replaced, and WATCHDOG_PID names us:
         // once the child is the main process, the watchdog is its to feed.
-        let inherited: Vec<(OsString, OsString)> = std::env::vars_os()
-            .filter(|(k, _)| {
-                !matches!(
-                    k.to_str(),
-                    Some(
-                        "LISTEN_PID"
-                            | "LISTEN_FDS"
-                            | "LISTEN_FDNAMES"
-                            | "WATCHDOG_PID"
-                            | READY_FD_VAR
-                            | GENERATION_VAR
-                    )
-                )
-            })
-            .collect();
+        let inherited = inherited_env(
+            &[
+                "LISTEN_PID",
+                "LISTEN_FDS",
+                "LISTEN_FDNAMES",
+                "WATCHDOG_PID",
+                READY_FD_VAR,
+                GENERATION_VAR,
+            ],
+            |_| false,
+        );
         let mut env: Vec<(&OsStr, &OsStr)> = inherited
             .iter()
             .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
             .collect();
-        env.push(("LISTEN_FDS".as_ref(), fds_count.as_ref()));
+        env.push(("LISTEN_FDS".as_ref(), count.as_ref()));
         env.push(("LISTEN_FDNAMES".as_ref(), names.as_ref()));
         env.push((READY_FD_VAR.as_ref(), ready_fd.as_ref()));
         let generation = self.generation.as_ref().map(|g| g.borrow().to_string());

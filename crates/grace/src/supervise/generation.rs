@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -20,7 +20,8 @@ use tokio::task::JoinHandle;
 use super::notify_socket::NotifySocket;
 use super::orphans::waited;
 use super::{AppSpec, GenerationError, StderrTail};
-use crate::handoff::inherit::{encode_name, LISTEN_FDS_START, READY_FD_VAR};
+use crate::handoff::inherit::READY_FD_VAR;
+use crate::handoff::pass::{inherited_env, Passed};
 use crate::handoff::sys::ExecPlan;
 use crate::handoff::upgrade::resolve_program;
 
@@ -79,42 +80,28 @@ pub(super) fn spawn(
     })?;
     let notify = NotifySocket::bind(dir, number)?;
 
-    let n = sockets.len() as RawFd;
-    // Sources are duplicated above every target number, so moving one into
-    // place can never overwrite another that is still to move.
-    let floor = LISTEN_FDS_START + n;
-    let mut keep_alive: Vec<OwnedFd> = Vec::with_capacity(sockets.len());
-    let mut moves = Vec::with_capacity(sockets.len());
-    for (i, (_, fd)) in sockets.iter().enumerate() {
-        let high = rustix::io::fcntl_dupfd_cloexec(fd, floor).map_err(io::Error::from)?;
-        moves.push((high.as_raw_fd(), LISTEN_FDS_START + i as RawFd));
-        keep_alive.push(high);
-    }
-    let names = sockets
-        .iter()
-        .map(|(name, _)| encode_name(name))
-        .collect::<Vec<_>>()
-        .join(":");
-    let count = n.to_string();
+    let Passed {
+        keep_alive,
+        moves,
+        count,
+        names,
+        ..
+    } = Passed::sockets(sockets, 0)?;
     // Ours are replaced: the activation variables describe these sockets,
     // NOTIFY_SOCKET is this generation's, and systemd's watchdog is ours to
     // feed, not the app's.
-    let inherited: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| {
-            !matches!(
-                k.to_str(),
-                Some(
-                    "LISTEN_PID"
-                        | "LISTEN_FDS"
-                        | "LISTEN_FDNAMES"
-                        | "NOTIFY_SOCKET"
-                        | "WATCHDOG_PID"
-                        | "WATCHDOG_USEC"
-                        | READY_FD_VAR
-                )
-            ) && !spec.env.iter().any(|(name, _)| name == k)
-        })
-        .collect();
+    let inherited = inherited_env(
+        &[
+            "LISTEN_PID",
+            "LISTEN_FDS",
+            "LISTEN_FDNAMES",
+            "NOTIFY_SOCKET",
+            "WATCHDOG_PID",
+            "WATCHDOG_USEC",
+            READY_FD_VAR,
+        ],
+        |k| spec.env.iter().any(|(name, _)| name == k),
+    );
     let mut env: Vec<(&OsStr, &OsStr)> = inherited
         .iter()
         .chain(spec.env.iter())
