@@ -156,9 +156,16 @@ impl Activity {
         self.had_body.load(Ordering::Relaxed)
     }
 
+    /// HTTP/2: bytes went out to the client: progress for
+    /// [`Activity::stalled_for`].
+    pub(crate) fn wrote(&self) {
+        // Relaxed: read by the stall check on the connection's task.
+        self.wrote.store(true, Ordering::Relaxed);
+    }
+
     /// HTTP/2: true while a request in flight has no response to send yet
     /// (its handler is at work, or its body has no data ready): more
-    /// responses are coming. See [`Coalesce`](super::coalesce::Coalesce).
+    /// responses are coming. See [`Coalesce`](super::http2_io::Http2Io).
     pub(crate) fn answers_pending(&self) -> bool {
         // Relaxed: a stale count only decides whether one write waits a
         // turn.
@@ -307,68 +314,6 @@ impl Drop for InFlight {
         if let (Some(timing), Some(stats)) = (self.timing.take(), &self.activity.stats) {
             timing.finish(stats);
         }
-    }
-}
-
-/// An IO whose writes count as progress for [`Activity::stalled_for`]
-/// (HTTP/2).
-pub(crate) struct WriteProgress<T> {
-    inner: T,
-    activity: Arc<Activity>,
-}
-
-impl<T> WriteProgress<T> {
-    pub(crate) fn new(inner: T, activity: Arc<Activity>) -> Self {
-        WriteProgress { inner, activity }
-    }
-
-    fn on_write(&self, poll: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.wrote.store(true, Ordering::Relaxed);
-        }
-        poll
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for WriteProgress<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for WriteProgress<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.on_write(poll)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.on_write(poll)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

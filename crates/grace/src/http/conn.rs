@@ -40,10 +40,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::activity::{Activity, ReadActivity, WriteProgress};
+use super::activity::{Activity, ReadActivity};
 use super::admission::Slot;
-use super::coalesce::Coalesce;
 use super::detect::{detect, request_line_fits, Protocol, Rewind};
+use super::http2_io::Http2Io;
 use super::limits::Limits;
 use super::quiet::Quiet;
 use super::reject::{self, Rejections};
@@ -372,10 +372,7 @@ where
         .max_local_error_reset_streams(limits.http2_max_local_error_reset_streams)
         .max_header_list_size(u32::try_from(limits.header_size()).unwrap_or(u32::MAX))
         .serve_connection(
-            TokioIo::new(Coalesce::new(
-                WriteProgress::new(io, c.activity.clone()),
-                c.activity.clone(),
-            )),
+            TokioIo::new(Http2Io::new(io, c.activity.clone())),
             Tracked::new(service, Wire::Http2, c.activity.clone()),
         );
     let mut conn = pin!(conn);

@@ -3,9 +3,9 @@
 
 mod activity;
 pub(crate) mod admission;
-mod coalesce;
 mod conn;
 mod detect;
+mod http2_io;
 mod limits;
 mod quiet;
 mod reject;

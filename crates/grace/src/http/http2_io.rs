@@ -1,4 +1,6 @@
-//! HTTP/2: one write for the responses that become ready together.
+//! An HTTP/2 connection's IO: what it writes counts as progress for the
+//! stall check ([`Activity::stalled_for`]), and the responses that become
+//! ready together go out in one write.
 //!
 //! hyper runs each HTTP/2 stream as a task of its own, and every stream task
 //! that queues a response wakes the connection's task, which writes what is
@@ -12,7 +14,7 @@
 //! Nagle's merging waits for the client's ACK, which a client with nothing to
 //! send may delay by 40 ms: that is why servers set `TCP_NODELAY`, and grace
 //! does. Instead, while other requests of the connection are still being
-//! answered, [`Coalesce`] holds a write back for one turn of the scheduler:
+//! answered, [`Http2Io`] holds a write back for one turn of the scheduler:
 //! the task wakes itself and yields, so the stream tasks already queued run
 //! first and queue their responses behind this one, and the next poll writes
 //! them all at once, as nginx writes a connection's HTTP/2 frames once per
@@ -28,9 +30,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::activity::Activity;
 
-/// An HTTP/2 connection's IO whose writes wait one turn while more responses
-/// are coming; see the module doc.
-pub(crate) struct Coalesce<T> {
+/// An HTTP/2 connection's IO; see the module doc.
+pub(crate) struct Http2Io<T> {
     inner: T,
     activity: Arc<Activity>,
     // A write was held back since the last flush: the next one goes out, so
@@ -38,9 +39,9 @@ pub(crate) struct Coalesce<T> {
     held: bool,
 }
 
-impl<T> Coalesce<T> {
+impl<T> Http2Io<T> {
     pub(crate) fn new(inner: T, activity: Arc<Activity>) -> Self {
-        Coalesce {
+        Http2Io {
             inner,
             activity,
             held: false,
@@ -57,9 +58,16 @@ impl<T> Coalesce<T> {
         cx.waker().wake_by_ref();
         true
     }
+
+    fn on_write(&self, poll: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.wrote();
+        }
+        poll
+    }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Coalesce<T> {
+impl<T: AsyncRead + Unpin> AsyncRead for Http2Io<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -69,7 +77,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Coalesce<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Http2Io<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -78,7 +86,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
         if self.hold(cx) {
             return Poll::Pending;
         }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.on_write(poll)
     }
 
     fn poll_write_vectored(
@@ -89,7 +98,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
         if self.hold(cx) {
             return Poll::Pending;
         }
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.on_write(poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -127,7 +137,7 @@ mod tests {
         }
     }
 
-    fn poll_write(io: &mut Coalesce<Vec<u8>>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    fn poll_write(io: &mut Http2Io<Vec<u8>>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         Pin::new(io).poll_write(cx, b"frame")
     }
 
@@ -137,7 +147,7 @@ mod tests {
         let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
         let waker = Waker::from(wakes.clone());
         let mut cx = Context::from_waker(&waker);
-        let mut io = Coalesce::new(Vec::new(), activity.clone());
+        let mut io = Http2Io::new(Vec::new(), activity.clone());
 
         assert!(
             matches!(poll_write(&mut io, &mut cx), Poll::Ready(Ok(5))),
@@ -176,7 +186,7 @@ mod tests {
     async fn everything_written_arrives() {
         let activity = Activity::new(Shutdown::new(), Arc::default(), None);
         let _pending = activity.begin_request();
-        let mut io = Coalesce::new(Vec::new(), activity);
+        let mut io = Http2Io::new(Vec::new(), activity);
         io.write_all(b"HEADERS").await.unwrap();
         io.flush().await.unwrap();
         io.write_all(b"DATA").await.unwrap();
