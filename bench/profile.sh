@@ -5,8 +5,14 @@
 #   instructions per request  valgrind --tool=callgrind, counters zeroed after
 #                             a warm-up, so start-up is not counted
 #   syscalls per request      strace -c -f over the same fixed-count load
+#   wire                      TCP segments and server CPU time per request
+#                             under the steady scenario's h2load shapes
+#                             (HTTP/1 -c64, h2c -c16 -m4, two threads):
+#                             segments from /proc/net/snmp (both directions,
+#                             all of loopback: run it on a quiet machine), CPU
+#                             from the server's /proc/PID/task/*/schedstat
 #
-# Usage: bench/profile.sh [instr|syscalls|all] [REQUESTS]   (default: all 20000)
+# Usage: bench/profile.sh [instr|syscalls|wire|all] [REQUESTS]   (default: all 20000)
 # Needs valgrind, strace and h2load (bench/setup.sh installs h2load). Builds
 # the release binaries first. Loopback only; every process it starts is
 # stopped by its pid.
@@ -115,13 +121,45 @@ syscalls() {
     stop
 }
 
+# Loopback TCP segments sent so far, both directions, whole machine.
+out_segs() {
+    awk '/^Tcp:/ { if (++seen == 2) print $12 }' /proc/net/snmp
+}
+
+# Nanoseconds the process's threads have run on a CPU.
+cpu_ns() {
+    cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {print s}'
+}
+
+wire() {
+    local server=$1 proto=$2
+    # shellcheck disable=SC2046
+    start $(server_cmd "$server")
+    local pid=${pids[-1]}
+    local args=(-t2)
+    if [ "$proto" = h1 ]; then args+=(-c64 --h1); else args+=(-c16 -m4); fi
+    h2load -n 2000 "${args[@]}" "http://127.0.0.1:$port/" >/dev/null 2>&1
+    local segs0 cpu0 segs1 cpu1
+    segs0=$(out_segs)
+    cpu0=$(cpu_ns "$pid")
+    h2load -n "$requests" "${args[@]}" "http://127.0.0.1:$port/" >"$tmp/load" 2>&1
+    segs1=$(out_segs)
+    cpu1=$(cpu_ns "$pid")
+    grep -q "$requests succeeded" "$tmp/load" || { cat "$tmp/load" >&2; exit 1; }
+    printf '%-6s %-4s TCP segments/request %.2f  server CPU %.2f us/request\n' "$server" "$proto" \
+        "$(echo "($segs1 - $segs0) / $requests" | bc -l)" \
+        "$(echo "($cpu1 - $cpu0) / $requests / 1000" | bc -l)"
+    stop
+}
+
 for proto in h1 h2c; do
     for server in hyper grace; do
         case $what in
             instr) instr "$server" "$proto" ;;
             syscalls) syscalls "$server" "$proto" ;;
-            all) instr "$server" "$proto"; syscalls "$server" "$proto" ;;
-            *) echo "usage: $0 [instr|syscalls|all] [REQUESTS]" >&2; exit 64 ;;
+            wire) wire "$server" "$proto" ;;
+            all) instr "$server" "$proto"; syscalls "$server" "$proto"; wire "$server" "$proto" ;;
+            *) echo "usage: $0 [instr|syscalls|wire|all] [REQUESTS]" >&2; exit 64 ;;
         esac
     done
 done
