@@ -57,6 +57,42 @@ use crate::metrics::RequestStats;
 /// sends before it is dropped.
 const LINGER: Duration = Duration::from_secs(1);
 
+/// A service a connection can serve: hyper's own bounds for its HTTP/1 and
+/// HTTP/2 connections, named once for the functions here.
+pub(crate) trait Served<B>:
+    Service<
+        Request<Incoming>,
+        Response = Response<B>,
+        Future: Send + 'static,
+        Error: Into<BoxError>,
+    > + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S, B> Served<B> for S
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+{
+}
+
+/// A response body a connection can send; see [`Served`].
+pub(crate) trait ResponseBody:
+    Body<Data: Send, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B> ResponseBody for B
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+}
+
 /// What every connection of one listener is served under.
 pub(crate) struct Setup<S> {
     pub(crate) service: Arc<S>,
@@ -77,12 +113,8 @@ pub(crate) struct Setup<S> {
 
 pub(crate) async fn serve<S, B>(stream: TcpStream, peer: SocketAddr, slot: Slot, setup: Setup<S>)
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: Served<B>,
+    B: ResponseBody,
 {
     // Counted from accept: a connection still in its TLS handshake is an
     // accepted connection, and the drain waits for it.
@@ -116,12 +148,8 @@ where
 async fn drive<IO, S, B>(mut stream: IO, peer: SocketAddr, setup: Setup<S>)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: Served<B>,
+    B: ResponseBody,
 {
     let Setup {
         service,
@@ -233,12 +261,8 @@ struct Conn {
 async fn serve_http1<IO, S, B>(io: WriteTimeout<Rewind<IO>>, service: Arc<S>, c: Conn)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: Served<B>,
+    B: ResponseBody,
 {
     let Conn {
         peer,
@@ -357,12 +381,8 @@ async fn readable_now<IO: AsyncRead + Unpin>(io: &mut IO) -> bool {
 async fn serve_http2<IO, S, B>(io: WriteTimeout<Rewind<IO>>, service: Arc<S>, c: Conn)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: Served<B>,
+    B: ResponseBody,
 {
     let Conn { peer, limits, .. } = &c;
     let conn = http2::Builder::new(TokioExecutor::new())
