@@ -683,7 +683,9 @@ struct Millis(Duration);
 
 impl std::fmt::Display for Millis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let micros = self.0.as_micros();
+        // u64, as every other integer the log writes: u128's formatting is
+        // more code of its own to page in.
+        let micros = u64::try_from(self.0.as_micros()).unwrap_or(u64::MAX);
         write!(f, "{}.{:03}", micros / 1000, micros % 1000)
     }
 }
