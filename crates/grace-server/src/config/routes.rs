@@ -6,10 +6,13 @@
 //! of bytes each, and, scattered among the blocks the TOML parser had just
 //! freed, they kept all of that memory resident too: the allocator gives
 //! memory back only from the top of a heap. Here a route is 32 bytes in one
-//! array, its path and body are ranges of one buffer, and the routes without
-//! headers of their own share one header map.
+//! array, its path and body are ranges of one buffer, and routes that set
+//! the same header fields (or none) share one header map: a config often
+//! sets one header on every route.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::ops::Range;
 use std::time::Duration;
 
@@ -143,12 +146,11 @@ impl fmt::Debug for Routes {
 /// The header set of every route that sets none: what `message` always had.
 fn text_plain() -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(1);
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_PLAIN));
     headers
 }
+
+const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 
 /// Fields that are the server's to set (RFC 9110 §7.6.1, RFC 9113 §8.2.2):
 /// the framing fields, which hyper derives from the body it is given, and
@@ -350,7 +352,7 @@ impl Checker {
             headers.append(header, header_value);
         }
         if !headers.contains_key(CONTENT_TYPE) {
-            headers.extend(text_plain());
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_PLAIN));
         }
         Ok(headers)
     }
@@ -462,7 +464,11 @@ fn first_duplicate(message: bool, routes: &[RawRoute]) -> Option<usize> {
 struct Packer {
     text: Vec<u8>,
     entries: Vec<Entry>,
+    /// Distinct header sets only: routes that set the same fields share one
+    /// map, as the routes that set none share the default.
     headers: Vec<HeaderMap>,
+    /// A hash of each distinct set → its index in `headers`.
+    header_sets: HashMap<u64, u32>,
 }
 
 impl Packer {
@@ -472,14 +478,31 @@ impl Packer {
                 .iter()
                 .map(|r| r.path.get_ref().len() + r.body.as_ref().map_or(0, |b| b.get_ref().len()))
                 .sum::<usize>();
-        let own_headers = raw.iter().filter(|r| r.headers.is_some()).count();
-        let mut headers = Vec::with_capacity(1 + own_headers);
-        headers.push(text_plain());
+        let default = text_plain();
+        let header_sets = HashMap::from([(hash_set(&default), 0)]);
         Packer {
             text: Vec::with_capacity(text),
             entries: Vec::with_capacity(raw.len() + usize::from(message.is_some())),
-            headers,
+            headers: vec![default],
+            header_sets,
         }
+    }
+
+    /// The index of `set` in `headers`, added unless an equal set is there.
+    fn header_set(&mut self, set: HeaderMap) -> u32 {
+        let hash = hash_set(&set);
+        if let Some(&at) = self.header_sets.get(&hash) {
+            if self.headers[at as usize] == set {
+                return at;
+            }
+        }
+        let at = u32::try_from(self.headers.len()).expect("invariant: fewer routes than 2^32");
+        self.headers.push(set);
+        // When two different sets hash the same, the first keeps the slot
+        // and each route with the second stores its own copy: memory, not
+        // correctness.
+        self.header_sets.entry(hash).or_insert(at);
+        at
     }
 
     fn slice(&mut self, s: &str) -> Slice {
@@ -498,10 +521,7 @@ impl Packer {
         let body = self.slice(route.body);
         let headers = match route.headers {
             None => 0,
-            Some(own) => {
-                self.headers.push(own);
-                u32::try_from(self.headers.len() - 1).expect("invariant: fewer routes than 2^32")
-            }
+            Some(own) => self.header_set(own),
         };
         self.entries.push(Entry {
             path,
@@ -518,7 +538,10 @@ impl Packer {
             text,
             mut entries,
             headers,
+            header_sets,
         } = self;
+        // Freed before the routes' last allocations are made, not among them.
+        drop(header_sets);
         // Paths are unique (duplicates were refused): unstable is exact.
         entries.sort_unstable_by(|a, b| text[a.path.range()].cmp(&text[b.path.range()]));
         Routes {
@@ -527,6 +550,16 @@ impl Packer {
             headers: headers.into_boxed_slice(),
         }
     }
+}
+
+/// A hash of a header set's fields, in order: equal sets built from
+/// equal tables hash the same.
+fn hash_set(set: &HeaderMap) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    for field in set {
+        field.hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 #[cfg(test)]
@@ -557,6 +590,33 @@ mod tests {
         assert!(field_value("a\t").is_none());
         assert!(field_value("caf\u{e9}").is_none());
         assert!(field_value("a\u{7f}").is_none());
+    }
+
+    #[test]
+    fn routes_that_set_the_same_fields_share_one_map() {
+        let routes = super::super::parse(
+            "[[routes]]\npath = \"/a\"\nheaders = { \"x-v\" = \"1\" }\n\
+             [[routes]]\npath = \"/b\"\nheaders = { \"x-v\" = \"2\" }\n\
+             [[routes]]\npath = \"/c\"\nheaders = { \"x-v\" = \"1\" }\n\
+             [[routes]]\npath = \"/d\"\nheaders = { \"content-type\" = \"text/plain; charset=utf-8\" }\n\
+             [[routes]]\npath = \"/e\"\n",
+            super::super::Origin::Embedded,
+        )
+        .unwrap()
+        .routes;
+        // The default, {x-v: 1} and {x-v: 2}; /d sets exactly the default.
+        assert_eq!(routes.headers.len(), 3);
+        let fields = |path: &str| {
+            let headers = routes.get(path).unwrap().headers;
+            let v = headers.get("x-v").map(|v| v.to_str().unwrap().to_owned());
+            (v, headers["content-type"].to_str().unwrap().to_owned())
+        };
+        let plain = "text/plain; charset=utf-8".to_owned();
+        assert_eq!(fields("/a"), (Some("1".into()), plain.clone()));
+        assert_eq!(fields("/b"), (Some("2".into()), plain.clone()));
+        assert_eq!(fields("/c"), (Some("1".into()), plain.clone()));
+        assert_eq!(fields("/d"), (None, plain.clone()));
+        assert_eq!(fields("/e"), (None, plain));
     }
 
     #[test]
