@@ -51,28 +51,32 @@ fn main() -> ExitCode {
 /// `grace serve`; with an `[app]` section in the configuration, `grace run`
 /// on it.
 fn serve_or_run(args: &cli::ServeArgs) -> u8 {
-    if let Some(path) = &args.config.config {
-        // A broken file is reported by `serve`, as without `[app]`.
-        if Source::File(path.clone())
-            .load()
-            .is_ok_and(|config| config.app.is_some())
-        {
-            return run::main(&cli::RunArgs::from_serve(args, path.clone()));
-        }
-    }
-    serve(args)
-}
-
-/// `grace serve`, and the one place its failures become exit statuses.
-fn serve(args: &cli::ServeArgs) -> u8 {
     // First, while this is the only thread (the log's writer is one): the
     // environment is read and cleared, and inherited descriptors are owned
     // before anything can leak them into a child.
     let inherited = grace::handoff::Inherited::take();
     let log = logging::init(args.log_format);
+    // Loaded once, with the log running (loading warns about certificates):
+    // read here for `[app]`, then served as is.
+    let source = source(args.config.config.clone());
+    let config = source.load();
+    if let (Source::File(path), Ok(loaded)) = (&source, &config) {
+        if loaded.app.is_some() {
+            let args = cli::RunArgs::from_serve(args, path.clone());
+            return run::main_logged(&args, inherited, &log);
+        }
+    }
     let result = inherited
         .map_err(grace::StartError::from)
-        .and_then(|inherited| serve::run(args, inherited, &log));
+        .and_then(|inherited| {
+            let config = config.map_err(|e| grace::StartError::Config(Box::new(e)))?;
+            serve::run(args, &source, config, inherited, &log)
+        });
+    serve_exit(result, &log)
+}
+
+/// The one place `grace serve`'s failures become exit statuses.
+fn serve_exit(result: Result<grace::Outcome, grace::StartError>, log: &logging::Log) -> u8 {
     let code = match result {
         Ok(outcome) => {
             let code = if outcome.is_clean() {

@@ -18,7 +18,7 @@ use prometheus_client::metrics::MetricType;
 
 use grace::control::protocol::AppState;
 use grace::control::ServerInfo;
-use grace::handoff::Inherited;
+use grace::handoff::{ActivationError, Inherited};
 use grace::status::{AppGeneration, AppSource, ListenerStatus};
 use grace::supervise::{AppSpec, AppStatus, Backoff, GenerationError, Stopped, Supervisor};
 use grace::{BoxError, DrainSettings, Outcome, Server, Shutdown, StartError};
@@ -139,9 +139,15 @@ enum Ended {
 
 /// `grace run`, and the one place its failures become exit statuses.
 pub fn main(args: &RunArgs) -> u8 {
-    // First, while this is the only thread: see `serve` in main.rs.
+    // First, while this is the only thread: see `serve_or_run` in main.rs.
     let inherited = Inherited::take();
     let log = logging::init(args.log_format);
+    main_logged(args, inherited, &log)
+}
+
+/// `main` once the inherited sockets are taken and the log runs: `grace
+/// serve` on a configuration with `[app]` comes here.
+pub fn main_logged(args: &RunArgs, inherited: Result<Inherited, ActivationError>, log: &Log) -> u8 {
     let config = match RunConfig::settle(args) {
         Ok(config) => config,
         Err(e) => {
@@ -153,7 +159,7 @@ pub fn main(args: &RunArgs) -> u8 {
     };
     let result = inherited
         .map_err(StartError::from)
-        .and_then(|inherited| run(args, config, inherited, &log));
+        .and_then(|inherited| run(args, config, inherited, log));
     let code = match result {
         Ok(Ended::FirstFailed(e)) => {
             eprintln!("error: the app did not start: {e}");

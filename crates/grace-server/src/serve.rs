@@ -17,18 +17,23 @@ use crate::routes::App;
 use crate::status;
 use crate::tls::{self, CertCollector};
 
-/// Serves until a shutdown is over. `inherited` was taken first thing in
-/// `main`, before the log's thread started.
-pub fn run(args: &ServeArgs, inherited: Inherited, log: &Log) -> Result<Outcome, StartError> {
-    let source = crate::source(args.config.config.clone());
-    let config = source.load().map_err(|e| StartError::Config(Box::new(e)))?;
-    let server = server(args, &source, config).inherited(inherited);
+/// Serves `config`, loaded from `source`, until a shutdown is over.
+/// `inherited` was taken first thing in `main`, before the log's thread
+/// started.
+pub fn run(
+    args: &ServeArgs,
+    source: &Source,
+    config: Config,
+    inherited: Inherited,
+    log: &Log,
+) -> Result<Outcome, StartError> {
+    let server = server(args, source, config).inherited(inherited);
     let certs = server.certificates();
     server.block_on(|server| async move {
         log.report_dropped();
         let started = server.start()?;
         tracing::info!(config = %source.origin(), "configuration loaded");
-        let started = wire(started, certs, &source);
+        let started = wire(started, certs, source);
         started.run().await
     })
 }
