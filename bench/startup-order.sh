@@ -12,7 +12,7 @@
 # grace built with the bench (as bench/profile.sh does), since the features
 # the bench turns on in shared dependencies change their symbol hashes.
 #
-# Usage: bench/startup-order.sh     (needs valgrind and curl; loopback only)
+# Usage: bench/startup-order.sh     (needs valgrind, curl and python3; loopback only)
 set -euo pipefail
 export LC_ALL=C
 
@@ -47,16 +47,31 @@ message = "Before hot reload"
 [server]
 listen = ["127.0.0.1:$port"]
 shutdown_delay = "0s"
+
+# Short, so that the keep-alive client below outlives the first ticks of its
+# connection's timers (a quarter of each), as a long-lived connection does.
+[limits]
+header_read_timeout = "2s"
+idle_timeout = "2s"
 TOML
     valgrind --tool=callgrind --demangle=no --callgrind-out-file="$tmp/cg.%p" \
         "$grace" serve --config "$tmp/grace.toml" --pid-file "$tmp/grace.pid" 2>"$tmp/log" &
     pid=$!
     wait_for "Before" "$port"
+    # One keep-alive client across the reload, for 3 s at least, as the
+    # footprint bench's probe is: a connection's timers ticking, and
+    # workers parked with a timer armed, run code of their own that would
+    # otherwise fault its pages in mid-run.
+    keep_alive "$port" &
+    local client=$!
     sed 's/Before/After/' "$tmp/grace.toml" >"$tmp/grace.toml.new"
     mv "$tmp/grace.toml.new" "$tmp/grace.toml"
     kill -HUP "$pid"
     wait_for "After" "$port"
-    # Let the work that follows the answer (its log lines) run, then dump.
+    touch "$tmp/stop"
+    wait "$client"
+    rm -f "$tmp/stop"
+    # Let the work that follows the last answer (its log lines) run, then dump.
     sleep 1
     callgrind_control -d "$pid" >/dev/null 2>&1
     kill -TERM "$pid"
@@ -79,6 +94,20 @@ TOML
     comm -12 "$tmp/ran" "$tmp/text"
     rm -f "$tmp"/cg.*
     pid=
+}
+
+# GETs / on port "$1" over one connection, 200 ms apart, for 3 s and until
+# "$tmp/stop" exists.
+keep_alive() {
+    python3 - "$1" "$tmp/stop" <<'PY'
+import http.client, os, sys, time
+conn = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=30)
+end = time.monotonic() + 3
+while time.monotonic() < end or not os.path.exists(sys.argv[2]):
+    conn.request("GET", "/")
+    conn.getresponse().read()
+    time.sleep(0.2)
+PY
 }
 
 # Polls / on "$2" until its body holds "$1".
