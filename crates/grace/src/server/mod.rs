@@ -22,7 +22,7 @@ use crate::drain::{DrainSettings, Outcome, Shutdown};
 use crate::error::BoxError;
 use crate::handoff::Inherited;
 use crate::http::Limits;
-use crate::reload::Commit;
+use crate::reload::{Commit, ReloadHost};
 
 pub use error::StartError;
 use listen::Addresses;
@@ -86,6 +86,8 @@ pub struct Server<T> {
     watch: Option<(PathBuf, Duration)>,
     #[cfg(feature = "control")]
     control: Option<(PathBuf, crate::control::ServerInfo)>,
+    // Set by `block_on`: its caller's thread runs the reloads.
+    reload_host: Option<ReloadHost>,
 }
 
 impl<T> std::fmt::Debug for Server<T> {
@@ -104,18 +106,23 @@ impl<T: Send + Sync + 'static> Server<T> {
     /// configuration keeps serving).
     ///
     /// # Where `load` runs
-    /// At start, on the thread that calls [`Server::start`] (the runtime's
-    /// main thread under [`Server::run_blocking`]), before anything listens.
-    /// On reloads, on the reloader's own thread (`grace-reload`, at a lower
-    /// priority than the rest of the process), one reload at a time, never
-    /// on an async worker: it may block (read files, parse) without delaying
-    /// requests. To load asynchronously (from a secret store over the
-    /// network, say), block on the runtime there,
+    /// Never on an async worker, and one load at a time: it may block (read
+    /// files, parse) without delaying requests.
+    /// - Under [`Server::run_blocking`] and [`Server::block_on`], every load,
+    ///   the first included, runs on the thread that called them, which
+    ///   does nothing else once the server runs, and then at a lower
+    ///   priority than the rest of the process (nice 10).
+    /// - Under [`Server::start`] (and [`Server::run`]), the first load runs
+    ///   on the thread that calls `start`, before anything listens, and
+    ///   reloads on the reloader's own thread (`grace-reload`, nice 10).
+    ///
+    /// To load asynchronously (from a secret store over the network, say),
+    /// block on the runtime in the loader,
     /// `tokio::runtime::Handle::current().block_on(fetch())`, which is
-    /// allowed on that thread (it is not one of the runtime's), and give the first
-    /// configuration, loaded with `.await` before start, to
-    /// [`Server::initial`] (`block_on` would panic on the thread that starts
-    /// the server, which is inside the runtime).
+    /// allowed on those threads (they are not the runtime's), and give the
+    /// first configuration, loaded with `.await` before `start`, to
+    /// [`Server::initial`] (`block_on` would panic on the thread that
+    /// starts the server, which is inside the runtime).
     pub fn new<F, E>(load: F) -> Self
     where
         F: Fn() -> Result<T, E> + Send + Sync + 'static,
@@ -137,6 +144,7 @@ impl<T: Send + Sync + 'static> Server<T> {
             watch: None,
             #[cfg(feature = "control")]
             control: None,
+            reload_host: None,
         }
     }
 
@@ -344,12 +352,20 @@ impl<T: Send + Sync + 'static> Server<T> {
     /// start-up path of [`Server::run_blocking`], for callers that wire more
     /// between [`Server::start`] and [`Started::run`].
     ///
+    /// `main` runs on a thread of its own (`grace-main`). The calling
+    /// thread loads the first configuration (unless it was given with
+    /// [`Server::initial`], most likely loaded on this thread too), then
+    /// runs the reloads: they reuse the memory the first load left, where a
+    /// thread of their own would keep a heap of its own resident.
+    ///
     /// # Errors
-    /// Inherited sockets that are malformed, a runtime that cannot start,
-    /// or what `main` returns.
+    /// Inherited sockets that are malformed, a runtime or thread that
+    /// cannot start, or what `main` returns.
     pub fn block_on<R, F, Fut>(mut self, main: F) -> Result<R, StartError>
     where
-        F: FnOnce(Self) -> Fut,
+        T: Send,
+        R: Send,
+        F: FnOnce(Self) -> Fut + Send,
         Fut: Future<Output = Result<R, StartError>>,
     {
         if self.inherited.is_none() {
@@ -359,7 +375,33 @@ impl<T: Send + Sync + 'static> Server<T> {
             .enable_all()
             .build()
             .map_err(StartError::os("starting the async runtime"))?;
-        runtime.block_on(main(self))
+        if self.initial.is_none() {
+            // Inside the runtime, as the reloads are: a loader may block on it.
+            let _runtime = runtime.enter();
+            self.initial = Some((self.load)().map_err(StartError::Config)?);
+        }
+        let (host, jobs) = ReloadHost::for_this_thread();
+        self.reload_host = Some(host);
+        std::thread::scope(|scope| {
+            let serving = std::thread::Builder::new()
+                .name("grace-main".into())
+                .spawn_scoped(scope, move || {
+                    let result = runtime.block_on(main(self));
+                    // Dropping the runtime drops the tasks that hold the
+                    // reloader, which ends the reload job below.
+                    drop(runtime);
+                    result
+                })
+                .map_err(StartError::os("starting the main thread"))?;
+            // Until every handle to the host (the server's, then the
+            // reloader's job) is gone.
+            for job in jobs {
+                job();
+            }
+            serving
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
     }
 
     /// Serves the hyper service `make(config, shutdown)` returns until a
@@ -374,7 +416,7 @@ impl<T: Send + Sync + 'static> Server<T> {
     /// [`StartError::exit_code`]); nothing is left running then.
     pub fn run_blocking<S, B, M>(self, make: M) -> Result<Outcome, StartError>
     where
-        M: FnOnce(Reloadable<T>, Shutdown) -> S,
+        M: FnOnce(Reloadable<T>, Shutdown) -> S + Send,
         S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
         S::Future: Send + 'static,
         S::Error: Into<BoxError>,
@@ -438,7 +480,7 @@ impl<T: Send + Sync + 'static> Server<T> {
     #[cfg(feature = "tower")]
     pub fn run_tower_blocking<S, B, M>(self, make: M) -> Result<Outcome, StartError>
     where
-        M: FnOnce(Reloadable<T>, Shutdown) -> S,
+        M: FnOnce(Reloadable<T>, Shutdown) -> S + Send,
         S: tower_service::Service<Request<Incoming>, Response = Response<B>>
             + Clone
             + Send

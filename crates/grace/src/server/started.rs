@@ -100,7 +100,9 @@ impl<T: Send + Sync + 'static> Server<T> {
             file.write()?;
         }
         let load = self.load.clone();
-        let reloader = Reloader::new(config.clone(), move || load());
+        let reloader = Reloader::hosted(config.clone(), move || load(), self.reload_host.as_ref());
+        // The host takes no other job: let it end with the reloader.
+        self.reload_host = None;
         self.observe_verdicts(&reloader);
         #[cfg(feature = "control")]
         let history = {
