@@ -300,7 +300,7 @@ impl<T: Send + Sync + 'static> Reloader<T> {
         });
         let runtime = tokio::runtime::Handle::try_current().ok();
         let weak = Arc::downgrade(&inner);
-        let job = move || reload_thread(weak, runtime);
+        let job = move |ended| reload_thread(weak, runtime, Some(ended));
         let thread = match host.and_then(|host| host.run(job)) {
             Some(thread) => Ok(thread),
             None => Self::spawn_thread(Arc::downgrade(&inner)),
@@ -314,7 +314,7 @@ impl<T: Send + Sync + 'static> Reloader<T> {
         let runtime = tokio::runtime::Handle::try_current().ok();
         let thread = std::thread::Builder::new()
             .name("grace-reload".into())
-            .spawn(move || reload_thread(inner, runtime));
+            .spawn(move || reload_thread(inner, runtime, None));
         match thread {
             Ok(handle) => Ok(handle.thread().clone()),
             Err(e) => {
@@ -570,29 +570,77 @@ impl<T> Inner<T> {
 /// [`Server::block_on`]: crate::Server::block_on
 pub(crate) struct ReloadHost {
     thread: std::thread::Thread,
-    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+    jobs: std::sync::mpsc::Sender<Job>,
+    ended: Arc<AtomicBool>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// What the host thread runs: the jobs handed to its [`ReloadHost`], in
+/// turn, until [`HostEnd`] is dropped.
+pub(crate) struct HostLoop {
+    jobs: std::sync::mpsc::Receiver<Job>,
+    ended: Arc<AtomicBool>,
+}
+
+/// Held by whatever the host serves; dropping it ends the host's loop and
+/// the reload loop it runs, even while a reloader is still held (by an
+/// observer that keeps a handle to its own reloader, say).
+pub(crate) struct HostEnd {
+    thread: std::thread::Thread,
+    ended: Arc<AtomicBool>,
 }
 
 impl ReloadHost {
-    /// A host for the calling thread, and what it must run: every job sent,
-    /// in turn, until the host is dropped and the jobs are done.
-    pub(crate) fn for_this_thread() -> (
-        ReloadHost,
-        std::sync::mpsc::Receiver<Box<dyn FnOnce() + Send>>,
-    ) {
+    /// A host for the calling thread, which must then run the loop.
+    pub(crate) fn for_this_thread() -> (ReloadHost, HostLoop, HostEnd) {
         let (jobs, receiver) = std::sync::mpsc::channel();
+        let ended = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::current();
         let host = ReloadHost {
-            thread: std::thread::current(),
+            thread: thread.clone(),
             jobs,
+            ended: ended.clone(),
         };
-        (host, receiver)
+        let run = HostLoop {
+            jobs: receiver,
+            ended: ended.clone(),
+        };
+        (host, run, HostEnd { thread, ended })
     }
 
-    /// Hands `job` to the host thread; the thread to wake for it, or `None`
-    /// when the host has stopped taking jobs.
-    fn run(&self, job: impl FnOnce() + Send + 'static) -> Option<std::thread::Thread> {
-        self.jobs.send(Box::new(job)).ok()?;
+    /// Hands `job` to the host thread, with the flag that says the host
+    /// has ended; the thread to wake for it, or `None` when the host takes
+    /// no more jobs.
+    fn run(
+        &self,
+        job: impl FnOnce(Arc<AtomicBool>) + Send + 'static,
+    ) -> Option<std::thread::Thread> {
+        let ended = self.ended.clone();
+        self.jobs.send(Box::new(move || job(ended))).ok()?;
+        self.thread.unpark();
         Some(self.thread.clone())
+    }
+}
+
+impl HostLoop {
+    /// Runs jobs until the host has ended, or no job can come any more.
+    pub(crate) fn run(self) {
+        use std::sync::mpsc::TryRecvError;
+        while !self.ended.load(Ordering::SeqCst) {
+            match self.jobs.try_recv() {
+                Ok(job) => job(),
+                Err(TryRecvError::Empty) => std::thread::park(),
+                Err(TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+}
+
+impl Drop for HostEnd {
+    fn drop(&mut self) {
+        self.ended.store(true, Ordering::SeqCst);
+        self.thread.unpark();
     }
 }
 
@@ -614,6 +662,7 @@ const TRIM_AFTER: Duration = Duration::from_millis(50);
 fn reload_thread<T: Send + Sync + 'static>(
     inner: Weak<Inner<T>>,
     runtime: Option<tokio::runtime::Handle>,
+    host_ended: Option<Arc<AtomicBool>>,
 ) {
     let _runtime = runtime.as_ref().map(tokio::runtime::Handle::enter);
     // A reload competes for the CPU with the requests being served, which
@@ -626,6 +675,12 @@ fn reload_thread<T: Send + Sync + 'static>(
     // pages with the allocator too.
     let mut trim_at = Some(Instant::now());
     loop {
+        if host_ended
+            .as_ref()
+            .is_some_and(|e| e.load(Ordering::SeqCst))
+        {
+            return;
+        }
         let Some(inner) = inner.upgrade() else {
             return;
         };

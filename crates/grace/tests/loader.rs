@@ -53,3 +53,34 @@ fn under_block_on_every_load_runs_on_the_calling_thread() {
     assert_eq!(served.1, "fetched 2");
     assert_eq!(*loads.lock().unwrap(), vec![caller, caller]);
 }
+
+/// `block_on` returns once `main` has, even when the reloader outlives it
+/// and was never closed: here `main` gives up after start without running
+/// (no shutdown closes the reloader), and an observer keeps a handle to its
+/// own reloader, a cycle that is never freed. The calling thread must stop
+/// running reloads all the same.
+#[test]
+fn block_on_returns_while_an_observer_keeps_its_reloader() {
+    use std::sync::{mpsc, Arc, OnceLock};
+    use std::time::Duration;
+
+    let keep: Arc<OnceLock<Reloader<u32>>> = Arc::new(OnceLock::new());
+    let held = keep.clone();
+    let server = grace::Server::new(|| Ok::<_, BoxError>(1u32))
+        .listen("127.0.0.1:0".parse().unwrap())
+        .on_reload(move |_| {
+            let _ = held.get();
+        });
+    let (done, returned) = mpsc::channel();
+    std::thread::spawn(move || {
+        let outcome = server.block_on(|server| async move {
+            let started = server.start()?;
+            let _ = keep.set(started.reloader().clone());
+            drop(started);
+            Ok(())
+        });
+        let _ = done.send(outcome.is_ok());
+    });
+    let returned = returned.recv_timeout(Duration::from_secs(30));
+    assert_eq!(returned, Ok(true), "block_on did not return");
+}

@@ -380,24 +380,22 @@ impl<T: Send + Sync + 'static> Server<T> {
             let _runtime = runtime.enter();
             self.initial = Some((self.load)().map_err(StartError::Config)?);
         }
-        let (host, jobs) = ReloadHost::for_this_thread();
+        let (host, reloads, end) = ReloadHost::for_this_thread();
         self.reload_host = Some(host);
         std::thread::scope(|scope| {
             let serving = std::thread::Builder::new()
                 .name("grace-main".into())
                 .spawn_scoped(scope, move || {
+                    // Dropped after the runtime, on a panic too: ends the
+                    // reload loop below even if something keeps a handle
+                    // to the reloader (an observer holding its own, say).
+                    let _end = end;
                     let result = runtime.block_on(main(self));
-                    // Dropping the runtime drops the tasks that hold the
-                    // reloader, which ends the reload job below.
                     drop(runtime);
                     result
                 })
                 .map_err(StartError::os("starting the main thread"))?;
-            // Until every handle to the host (the server's, then the
-            // reloader's job) is gone.
-            for job in jobs {
-                job();
-            }
+            reloads.run();
             serving
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
