@@ -299,19 +299,23 @@ impl<T: Send + Sync + 'static> Reloader<T> {
             causes: std::sync::Mutex::default(),
         });
         let runtime = tokio::runtime::Handle::try_current().ok();
-        let weak = Arc::downgrade(&inner);
-        let job = move |ended| reload_thread(weak, runtime, Some(ended));
-        let thread = match host.and_then(|host| host.run(job)) {
+        let hosted = host.and_then(|host| {
+            let (weak, runtime) = (Arc::downgrade(&inner), runtime.clone());
+            host.run(move |ended| reload_thread(weak, runtime, Some(ended)))
+        });
+        let thread = match hosted {
             Some(thread) => Ok(thread),
-            None => Self::spawn_thread(Arc::downgrade(&inner)),
+            None => Self::spawn_thread(Arc::downgrade(&inner), runtime),
         };
         // Set once, here, before anyone can trigger.
         let _ = inner.thread.set(thread);
         Reloader { inner }
     }
 
-    fn spawn_thread(inner: Weak<Inner<T>>) -> Result<std::thread::Thread, Arc<std::io::Error>> {
-        let runtime = tokio::runtime::Handle::try_current().ok();
+    fn spawn_thread(
+        inner: Weak<Inner<T>>,
+        runtime: Option<tokio::runtime::Handle>,
+    ) -> Result<std::thread::Thread, Arc<std::io::Error>> {
         let thread = std::thread::Builder::new()
             .name("grace-reload".into())
             .spawn(move || reload_thread(inner, runtime, None));
@@ -641,14 +645,6 @@ impl Drop for HostEnd {
     fn drop(&mut self) {
         self.ended.store(true, Ordering::SeqCst);
         self.thread.unpark();
-    }
-}
-
-impl std::fmt::Debug for ReloadHost {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReloadHost")
-            .field("thread", &self.thread.name())
-            .finish_non_exhaustive()
     }
 }
 
