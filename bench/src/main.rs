@@ -52,7 +52,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Rounds per figure (at least 3 for min/median/max to mean anything)
-    /// [default: steady 5 (2 with --quick), the other scenarios 3].
+    /// [default: steady and reload storm 5 (2 with --quick), the others 3].
     #[arg(long)]
     rounds: Option<usize>,
     /// The grace binary [default: `grace` next to this executable].
@@ -221,7 +221,7 @@ async fn run(args: Args) -> Result<Report> {
         h2load: tools::find("h2load"),
         quick: args.quick,
         rounds: args.rounds.unwrap_or(3).max(1),
-        steady_rounds: args.rounds.unwrap_or(if args.quick { 2 } else { 5 }).max(1),
+        paired_rounds: args.rounds.unwrap_or(if args.quick { 2 } else { 5 }).max(1),
         results_link: if full {
             "bench/results".to_string()
         } else {
@@ -291,12 +291,12 @@ async fn run(args: Args) -> Result<Report> {
         date: machine::utc_now(),
         commit,
         grace: relative_to_cwd(&bench.grace),
-        rounds: if bench.rounds == bench.steady_rounds {
+        rounds: if bench.rounds == bench.paired_rounds {
             bench.rounds.to_string()
         } else {
             format!(
-                "{} in steady, {} elsewhere",
-                bench.steady_rounds, bench.rounds
+                "{} in steady and the reload storm, {} elsewhere",
+                bench.paired_rounds, bench.rounds
             )
         },
         generators: tools::describe(&bench),

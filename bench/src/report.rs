@@ -246,8 +246,10 @@ impl Report {
             "How to read it: throughput counts successful responses only; a ratio pairs grace with \
              a peer measured in the same round, one right after the other, and the median is over \
              rounds; the reload storm's p99 is compared with a control run of the same load on the \
-             same process without reloads; failures are counted by kind and never retried. \
-             The steady floors are judged with wrk and h2load, the tools users measure with, \
+             same process without reloads (wrk's in alternating order, the harness's first); \
+             failures are counted by kind and never retried. \
+             The steady and reload-storm floors are judged with wrk and h2load, the tools users \
+             measure with, \
              against plain hyper (`grace-bench-hyper`: hyper-util's auto builder on hyper's \
              defaults, no timer) and nginx; hyper with grace's timeouts (`grace-bench-baseline`: \
              the same with hyper's HTTP/1 header-read timer armed on every request; grace \

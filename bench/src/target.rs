@@ -102,6 +102,20 @@ pub enum Kind {
     External,
 }
 
+/// Signals one server's process; `Send`, unlike the [`Server`] it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Signaller {
+    pid: i32,
+}
+
+impl Signaller {
+    pub fn send(self, signal: Signal) -> Result<()> {
+        let pid = Pid::from_raw(self.pid).ok_or_else(|| anyhow!("invalid pid {}", self.pid))?;
+        rustix::process::kill_process(pid, signal)
+            .with_context(|| format!("signalling pid {}", self.pid))
+    }
+}
+
 pub struct Server {
     pub kind: Kind,
     pub addr: SocketAddr,
@@ -259,9 +273,12 @@ impl Server {
     }
 
     pub fn signal(&self, signal: Signal) -> Result<()> {
-        let pid = Pid::from_raw(self.pid).ok_or_else(|| anyhow!("invalid pid {}", self.pid))?;
-        rustix::process::kill_process(pid, signal)
-            .with_context(|| format!("signalling pid {}", self.pid))
+        self.signaller().send(signal)
+    }
+
+    /// What sends this server signals from another thread.
+    pub fn signaller(&self) -> Signaller {
+        Signaller { pid: self.pid }
     }
 
     /// The signal that starts a graceful shutdown: nginx's is SIGQUIT

@@ -11,7 +11,7 @@ use rustix::process::Signal;
 use super::KEEPALIVE_CONCURRENCY;
 use crate::failure::Failures;
 use crate::load::{self, Expect, LoadReport, LoadSpec, Mode, Protocol};
-use crate::target::Server;
+use crate::target::{Server, Signaller};
 
 /// Load starts this long before the first signal and ends this long after
 /// the last, so the timeline shows the steady state on both sides.
@@ -46,7 +46,7 @@ pub async fn reload_storm(
     expect: Expect,
     length: Duration,
     rate: u32,
-    mut before_each: impl FnMut(u64) -> Result<()>,
+    before_each: impl FnMut(u64) -> Result<()> + Send + 'static,
 ) -> Result<ReloadStorm> {
     let origin = Instant::now();
     let spec = |protocol, mode, concurrency| {
@@ -70,18 +70,16 @@ pub async fn reload_storm(
     )));
 
     // Rate 0 is the control run: the same load, no signal.
-    let period = Duration::from_secs(1) / rate.max(1);
     let count = (length.as_secs_f64() * f64::from(rate)).round() as u64;
-    let mut signals = Vec::with_capacity(count as usize);
-    let mut storm = Ok(());
-    for n in 0..count {
-        tokio::time::sleep_until((origin + MARGIN + period * n as u32).into()).await;
-        storm = before_each(n).and_then(|()| server.signal(Signal::HUP));
-        if storm.is_err() {
-            break;
-        }
-        signals.push(origin.elapsed());
-    }
+    let paced = pace_reloads(
+        server.signaller(),
+        origin + MARGIN,
+        rate,
+        count,
+        before_each,
+    );
+    let (sent, storm) = paced.await.context("reload pacing thread")?;
+    let signals = sent.iter().map(|at| *at - origin).collect();
     // Let the load finish before reporting a failed storm, so no task
     // outlives the scenario.
     let keepalive = keepalive.await.context("keep-alive load task")?;
@@ -91,6 +89,39 @@ pub async fn reload_storm(
         keepalive,
         close,
         signals,
+    })
+}
+
+/// Sends `count` SIGHUPs, `rate` a second from `start`, each after
+/// `before_each(n)`; returns when each was sent, and the first
+/// error, which ends the storm.
+///
+/// On a thread of its own: writing a config file and signalling take tens of
+/// microseconds, and on one of the runtime's threads they would hold up the
+/// responses of the load generator's connections queued behind them, which
+/// then showed as the server's latency under a storm and never under its
+/// control run.
+pub fn pace_reloads(
+    signaller: Signaller,
+    start: Instant,
+    rate: u32,
+    count: u64,
+    mut before_each: impl FnMut(u64) -> Result<()> + Send + 'static,
+) -> tokio::task::JoinHandle<(Vec<Instant>, Result<()>)> {
+    tokio::task::spawn_blocking(move || {
+        let period = Duration::from_secs(1) / rate.max(1);
+        let mut signals = Vec::with_capacity(count as usize);
+        for n in 0..count {
+            let due = start + period * n as u32;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if let Err(e) = before_each(n).and_then(|()| signaller.send(Signal::HUP)) {
+                return (signals, Err(e));
+            }
+            signals.push(Instant::now());
+        }
+        (signals, Ok(()))
     })
 }
 

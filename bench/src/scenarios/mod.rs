@@ -29,8 +29,9 @@ pub struct Bench {
     pub h2load: Option<PathBuf>,
     pub quick: bool,
     pub rounds: usize,
-    /// Paired rounds of the steady scenario, whose floors are medians over them.
-    pub steady_rounds: usize,
+    /// Rounds of the scenarios whose floors are medians of paired rounds:
+    /// steady and the reload storm.
+    pub paired_rounds: usize,
     /// Where the SVG timelines go.
     pub results_dir: PathBuf,
     /// Path of `results_dir` as BENCHMARKS.md links it.

@@ -221,7 +221,7 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
         load::run(spec).await;
     }
 
-    for round in 0..bench.steady_rounds {
+    for round in 0..bench.paired_rounds {
         for (l, load) in loads.iter().enumerate() {
             if load.missing(bench).is_some() {
                 continue;
@@ -514,7 +514,7 @@ mod tests {
             h2load: tool(h2load, "/usr/bin/h2load"),
             quick: false,
             rounds: 3,
-            steady_rounds: 5,
+            paired_rounds: 5,
             results_dir: "results".into(),
             results_link: "results".into(),
             report: Report::default(),
