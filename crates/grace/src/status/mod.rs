@@ -46,8 +46,9 @@ pub struct ReloadRecord {
     /// When it finished, Unix time in seconds.
     pub at: f64,
     /// What asked for it (`SIGHUP`, `control socket`, `file change`),
-    /// comma separated when several were merged into one load.
-    pub trigger: String,
+    /// comma separated when several were merged into one load. Shared with
+    /// the records before it when it is the same.
+    pub trigger: Arc<str>,
     /// `accepted` or `rejected`.
     pub result: &'static str,
     /// The generation serving after it.
@@ -196,10 +197,20 @@ impl std::fmt::Debug for Recorder {
     }
 }
 
-#[derive(Default)]
 struct History {
     reloads: VecDeque<ReloadRecord>,
     upgrades: VecDeque<UpgradeRecord>,
+}
+
+impl Default for History {
+    // Full size from the start: a list that grows during reloads puts each
+    // larger copy among the load's temporaries, where it pins their pages.
+    fn default() -> Self {
+        History {
+            reloads: VecDeque::with_capacity(HISTORY + 1),
+            upgrades: VecDeque::with_capacity(HISTORY + 1),
+        }
+    }
 }
 
 impl Recorder {
@@ -233,13 +244,14 @@ impl Recorder {
                 Ok(_) => ("accepted", None),
                 Err(e) => ("rejected", Some(e.to_string())),
             };
+            let trigger = if trigger.is_empty() {
+                "unnamed".to_owned()
+            } else {
+                trigger.join(", ")
+            };
             recorder.push_reload(ReloadRecord {
                 at: unix_now(),
-                trigger: if trigger.is_empty() {
-                    "unnamed".to_owned()
-                } else {
-                    trigger.join(", ")
-                },
+                trigger: recorder.shared_trigger(&trigger),
                 result,
                 generation: *verdict.as_ref().unwrap_or(&config.generation()),
                 error,
@@ -279,6 +291,16 @@ impl Recorder {
     /// The last upgrades, newest first.
     pub fn upgrades(&self) -> Vec<UpgradeRecord> {
         self.lock().upgrades.iter().cloned().collect()
+    }
+
+    /// The newest record's trigger when it is the same text: a storm of
+    /// reloads from one source keeps one string, not one per record
+    /// allocated in the middle of each load and living on after it.
+    fn shared_trigger(&self, trigger: &str) -> Arc<str> {
+        match self.lock().reloads.front() {
+            Some(newest) if *newest.trigger == *trigger => Arc::clone(&newest.trigger),
+            _ => Arc::from(trigger),
+        }
     }
 
     fn push_reload(&self, record: ReloadRecord) {
