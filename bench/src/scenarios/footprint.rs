@@ -16,6 +16,9 @@ use crate::target::{Kind, Server};
 /// Routes in the reload-latency config, as the floor says.
 const ROUTES: usize = 100;
 
+/// Requests served before the "before" figures of the reloads.
+const WARM_REQUESTS: u64 = 10_000;
+
 pub async fn run(bench: &mut Bench) -> Result<()> {
     println!("== footprint");
     start_and_idle(bench).await?;
@@ -137,6 +140,30 @@ async fn reloads(bench: &mut Bench) -> Result<()> {
     // connection already open, as it stays during the reloads.
     probe.wait_ok("/v", Duration::from_secs(5)).await?;
     tokio::time::sleep(Duration::from_millis(100)).await;
+    let rss_first_request = server.rss_kib()? as f64 / 1024.0;
+    // Then a short load, so that every runtime worker has served: the
+    // probe's one connection may sit on one worker until the reloads, and
+    // the other's first requests (its stack grows to the depth of the
+    // request path, its allocator arena gets its first buffers: about 40 KiB
+    // measured) would otherwise count as growth from reloads.
+    let mut warm = LoadSpec::new(
+        server.addr,
+        Protocol::Http1,
+        Mode::KeepAlive,
+        KEEPALIVE_CONCURRENCY,
+    );
+    warm.path = "/v".to_owned();
+    warm.max_requests = WARM_REQUESTS;
+    warm.duration = Duration::from_secs(30);
+    let warmed = load::run(warm).await;
+    anyhow::ensure!(
+        warmed.ok == WARM_REQUESTS,
+        "warm-up before the reloads: {} of {WARM_REQUESTS} served ({})",
+        warmed.ok,
+        warmed.failures.describe()
+    );
+    probe.wait_ok("/v", Duration::from_secs(5)).await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let rss_before = server.rss_kib()? as f64 / 1024.0;
     let fds_before = server.open_fds()? as f64;
     let mut latency_ms = Vec::with_capacity(total as usize);
@@ -182,9 +209,11 @@ async fn reloads(bench: &mut Bench) -> Result<()> {
     );
     let steps: Vec<String> = trajectory.iter().map(|m| fmt(*m)).collect();
     bench.report.note(format!(
-        "grace RSS (MiB) every {} reloads of a {ROUTES}-route config: {}",
+        "grace RSS (MiB) every {} reloads of a {ROUTES}-route config: {} \
+         (after the first request, before the {WARM_REQUESTS}-request warm-up: {})",
         total / 10,
-        steps.join(" → ")
+        steps.join(" → "),
+        fmt(rss_first_request)
     ));
     let r = &mut bench.report;
     r.figure(
@@ -220,7 +249,7 @@ async fn reloads(bench: &mut Bench) -> Result<()> {
     r.check(
         format!("RSS flat (±5%) after {total} reloads"),
         format!(
-            "{} -> {} MiB ({:+.1}%)",
+            "{} -> {} MiB ({:+.1}%; before: after {WARM_REQUESTS} requests)",
             fmt(rss_before),
             fmt(rss_after),
             rss_change * 100.0
