@@ -27,7 +27,10 @@ async fn history_keeps_the_last_twenty_newest_first() {
     assert_eq!(&*reloads[0].trigger, "control socket");
     assert_eq!(reloads[0].result, "accepted");
     // One string for a run of reloads from the same source.
-    assert!(Arc::ptr_eq(&reloads[0].trigger, &reloads[HISTORY - 1].trigger));
+    assert!(Arc::ptr_eq(
+        &reloads[0].trigger,
+        &reloads[HISTORY - 1].trigger
+    ));
     reloader.reload_by("SIGHUP").await.unwrap();
     let reloads = recorder.reloads();
     assert_eq!(&*reloads[0].trigger, "SIGHUP");
