@@ -176,7 +176,7 @@ type CausesFn = dyn Fn() -> Vec<String> + Send + Sync;
 /// recorder.follow_reloads(&reloader);
 /// let _ = reloader.reload_by("SIGHUP").await;
 /// let last = &recorder.reloads()[0];
-/// assert_eq!((last.trigger.as_str(), last.result), ("SIGHUP", "rejected"));
+/// assert_eq!((&*last.trigger, last.result), ("SIGHUP", "rejected"));
 /// assert_eq!(last.error.as_deref(), Some("app.toml:3:1: bad"));
 /// # }
 /// ```
