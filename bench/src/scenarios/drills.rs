@@ -70,12 +70,11 @@ pub async fn reload_storm(
     )));
 
     // Rate 0 is the control run: the same load, no signal.
-    let count = (length.as_secs_f64() * f64::from(rate)).round() as u64;
     let paced = pace_reloads(
         server.signaller(),
         origin + MARGIN,
         rate,
-        count,
+        length,
         before_each,
     );
     let (sent, storm) = paced.await.context("reload pacing thread")?;
@@ -92,7 +91,7 @@ pub async fn reload_storm(
     })
 }
 
-/// Sends `count` SIGHUPs, `rate` a second from `start`, each after
+/// Sends SIGHUPs for `length`, `rate` a second (none at 0) from `start`, each after
 /// `before_each(n)`; returns when each was sent, and the first
 /// error, which ends the storm.
 ///
@@ -105,10 +104,11 @@ pub fn pace_reloads(
     signaller: Signaller,
     start: Instant,
     rate: u32,
-    count: u64,
+    length: Duration,
     mut before_each: impl FnMut(u64) -> Result<()> + Send + 'static,
 ) -> tokio::task::JoinHandle<(Vec<Instant>, Result<()>)> {
     tokio::task::spawn_blocking(move || {
+        let count = (length.as_secs_f64() * f64::from(rate)).round() as u64;
         let period = Duration::from_secs(1) / rate.max(1);
         let mut signals = Vec::with_capacity(count as usize);
         for n in 0..count {

@@ -79,6 +79,8 @@ impl Bench {
 
 /// Keep-alive clients, as the reference figures (wrk -c64).
 pub const KEEPALIVE_CONCURRENCY: usize = 64;
+/// Threads of wrk and h2load (`-t2`), as the reference figures.
+pub const TOOL_THREADS: usize = 2;
 /// Connection-per-request clients (wrk -c16).
 pub const CLOSE_CONCURRENCY: usize = 16;
 

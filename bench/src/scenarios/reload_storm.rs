@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use rustix::process::Signal;
 
 use super::drills::{self, STORM_CLOSE_CONCURRENCY};
-use super::{keep_for_plot, Bench, KEEPALIVE_CONCURRENCY};
+use super::{keep_for_plot, Bench, KEEPALIVE_CONCURRENCY, TOOL_THREADS};
 use crate::grace_config::GraceConfig;
 use crate::load::Expect;
 use crate::plot::Panel;
@@ -38,7 +38,7 @@ pub async fn run(bench: &mut Bench) -> Result<Option<Panel>> {
     let mut wrk_rounds = Vec::new();
     let mut panel = None;
     let wrk = Wrk {
-        threads: 2,
+        threads: TOOL_THREADS,
         connections: KEEPALIVE_CONCURRENCY,
         close: false,
         duration: bench.tool_duration(),
@@ -202,13 +202,15 @@ async fn wrk_pair(
     first_version: u64,
     round: usize,
 ) -> Result<WrkPair> {
-    let count = (wrk.duration.as_secs_f64() * f64::from(RATE)).round() as u64;
     let storm = || async {
         let path: PathBuf = config_path.to_owned();
-        let paced =
-            drills::pace_reloads(server.signaller(), Instant::now(), RATE, count, move |n| {
-                GraceConfig::new(first_version + n).write(&path)
-            });
+        let paced = drills::pace_reloads(
+            server.signaller(),
+            Instant::now(),
+            RATE,
+            wrk.duration,
+            move |n| GraceConfig::new(first_version + n).write(&path),
+        );
         let measured = wrk.run(bin, server.addr).await;
         let (sent, paced) = paced.await.context("reload pacing thread")?;
         paced.context("reload storm under wrk")?;

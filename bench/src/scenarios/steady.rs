@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 
-use super::{Bench, CLOSE_CONCURRENCY, KEEPALIVE_CONCURRENCY};
+use super::{Bench, CLOSE_CONCURRENCY, KEEPALIVE_CONCURRENCY, TOOL_THREADS};
 use crate::grace_config::{GraceConfig, MESSAGE};
 use crate::load::{self, Expect, LoadSpec, Mode, Protocol};
 use crate::report::{fmt, median, Table};
@@ -74,7 +74,6 @@ struct Load {
 /// busy; 2 threads, as wrk.
 const H2LOAD_CLIENTS: usize = 16;
 const H2LOAD_STREAMS: usize = 4;
-const TOOL_THREADS: usize = 2;
 
 fn loads(bench: &Bench) -> Vec<Load> {
     let duration = bench.tool_duration();
